@@ -1,0 +1,179 @@
+/**
+ * The vocabulary of the core: resource keys, record events and event ids, each
+ * defined once as a `Schema` and decoded wherever bytes come in.
+ *
+ * @since 0.1.0
+ */
+import type * as Brand from "effect/Brand"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as RealtimeError from "./RealtimeError.js"
+
+/**
+ * Collection slugs: 1–64 characters of `[A-Za-z0-9_-]`, starting with a letter or digit.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Slug = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, {
+    message: () => "collection must be 1-64 characters of A-Z a-z 0-9 _ - and start with a letter or digit"
+  }),
+  Schema.brand("@saacms/realtime/Slug")
+)
+
+/**
+ * Record ids: 1–128 URL-unreserved characters (`[A-Za-z0-9._~-]`). No `:`, so a
+ * resource key `"<slug>:<id>"` can never be read two ways.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RecordId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9._~-]{1,128}$/, {
+    message: () => "id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -"
+  }),
+  Schema.brand("@saacms/realtime/RecordId")
+)
+
+/**
+ * One record, `"<slug>:<id>"`, built only from a validated slug and id (the
+ * Durable Object name keeps this form for compatibility with the reference).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResourceKey = string & Brand.Brand<"@saacms/realtime/ResourceKey">
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resourceKey = (
+  collection: unknown,
+  id: unknown
+): Effect.Effect<ResourceKey, RealtimeError.InvalidResourceKey> =>
+  Effect.suspend(() => {
+    const slug = decodeSlug(collection)
+    if (slug._tag === "Left") {
+      return Effect.fail(new RealtimeError.InvalidResourceKey({ field: "collection", reason: message(slug.left) }))
+    }
+    const recordId = decodeRecordId(id)
+    if (recordId._tag === "Left") {
+      return Effect.fail(new RealtimeError.InvalidResourceKey({ field: "id", reason: message(recordId.left) }))
+    }
+    return Effect.succeed(`${slug.right}:${recordId.right}` as ResourceKey)
+  })
+
+const decodeSlug = Schema.decodeUnknownEither(Slug)
+const decodeRecordId = Schema.decodeUnknownEither(RecordId)
+
+/**
+ * A value that may appear after `id:` (and `event:`) in a frame: no CR, LF or
+ * NUL, at most 256 characters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const EventId = Schema.String.pipe(
+  Schema.maxLength(256, { message: () => "must be at most 256 characters" }),
+  Schema.filter((s) => !/[\r\n\0]/.test(s), { message: () => "must not contain CR, LF or NUL" })
+)
+
+const Etag = Schema.optionalWith(EventId, { nullable: true })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Snapshot = Schema.Struct({
+  type: Schema.Literal("snapshot"),
+  slug: Schema.String,
+  id: Schema.String,
+  record: Schema.Unknown,
+  etag: Etag
+}).annotations({ identifier: "Snapshot" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Changed = Schema.Struct({
+  type: Schema.Literal("changed"),
+  slug: Schema.String,
+  id: Schema.String,
+  record: Schema.Unknown,
+  etag: Etag
+}).annotations({ identifier: "Changed" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Deleted = Schema.Struct({
+  type: Schema.Literal("deleted"),
+  slug: Schema.String,
+  id: Schema.String
+}).annotations({ identifier: "Deleted" })
+
+/**
+ * A record-lifecycle event, the reference's `RealtimeEvent` (discriminated on `type`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RealtimeEvent = Schema.Union(Snapshot, Changed, Deleted)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RealtimeEvent = typeof RealtimeEvent.Type
+
+const decodeEventEither = Schema.decodeUnknownEither(RealtimeEvent)
+
+/**
+ * Decode anything (a host's call, a POST body, a stored entry) into an event
+ * and its validated resource key.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decode = (
+  input: unknown
+): Effect.Effect<
+  { readonly event: RealtimeEvent; readonly key: ResourceKey },
+  RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey
+> =>
+  Effect.suspend((): Effect.Effect<
+    { readonly event: RealtimeEvent; readonly key: ResourceKey },
+    RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey
+  > => {
+    const decoded = decodeEventEither(input)
+    if (decoded._tag === "Left") {
+      return Effect.fail(new RealtimeError.InvalidEvent({ reason: message(decoded.left) }))
+    }
+    const event = decoded.right
+    return Effect.map(resourceKey(event.slug, event.id), (key) => ({ event, key }))
+  })
+
+const decodeEventIdEither = Schema.decodeUnknownEither(EventId)
+
+/**
+ * Validate a client's `Last-Event-ID`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decodeLastEventId = (input: string): Effect.Effect<string, RealtimeError.InvalidLastEventId> => {
+  const decoded = decodeEventIdEither(input)
+  return decoded._tag === "Left"
+    ? Effect.fail(new RealtimeError.InvalidLastEventId({ reason: message(decoded.left) }))
+    : Effect.succeed(decoded.right)
+}
+
+const message = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
+    issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message
+  ).join("; ")

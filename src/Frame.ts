@@ -1,0 +1,81 @@
+/**
+ * The only code that writes SSE bytes. A frame is encoded once per publish and
+ * the same `Uint8Array` is shared by every subscriber. Output is byte-identical
+ * to the reference (`event`, `id`, `data`, blank line) for the same input.
+ *
+ * @since 0.1.0
+ */
+import * as Either from "effect/Either"
+import type * as Event from "./Event.js"
+import * as RealtimeError from "./RealtimeError.js"
+
+const encoder = new TextEncoder()
+
+/**
+ * The headers of every subscribe response (the reference's three, plus
+ * `X-Accel-Buffering: no` so nginx-style proxies do not buffer the stream).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const headers: Readonly<Record<string, string>> = {
+  "Content-Type": "text/event-stream",
+  "Cache-Control": "no-cache, no-transform",
+  Connection: "keep-alive",
+  "X-Accel-Buffering": "no"
+}
+
+/**
+ * The SSE comment sent first on every stream and then on every heartbeat.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const keepalive: Uint8Array = encoder.encode(":keepalive\n\n")
+
+const unsafeField = /[\r\n\0]/
+
+/**
+ * `true` when `value` may stand after `event:` or `id:` (no CR, LF or NUL).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const isSafeField = (value: string): boolean => !unsafeField.test(value)
+
+/**
+ * Encode one record event with its event id. Fails when the id is not a safe
+ * field or the record cannot be written as JSON (`undefined`, a function, a
+ * BigInt, a cycle). JSON text never holds a raw CR, LF or NUL, so `data` is one line.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const encode = (
+  event: Event.RealtimeEvent,
+  id: string
+): Either.Either<Uint8Array, RealtimeError.InvalidEvent> => {
+  if (!isSafeField(id)) {
+    return Either.left(new RealtimeError.InvalidEvent({ reason: "event id must not contain CR, LF or NUL" }))
+  }
+  let data: string | undefined
+  try {
+    data = JSON.stringify(event.type === "deleted" ? { id: event.id } : event.record)
+  } catch {
+    return Either.left(new RealtimeError.InvalidEvent({ reason: "record is not serialisable as JSON" }))
+  }
+  if (data === undefined) {
+    return Either.left(new RealtimeError.InvalidEvent({ reason: "record is not serialisable as JSON" }))
+  }
+  return Either.right(encoder.encode(`event: ${event.type}\nid: ${id}\ndata: ${data}\n\n`))
+}
+
+/**
+ * The frame that tells a client its history is gone: refetch, then carry on
+ * from `newestId`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resync = (newestId: string): Uint8Array =>
+  encoder.encode(`event: saacms-resync\nid: ${isSafeField(newestId) ? newestId : ""}\ndata: {"reason":"buffer-miss"}\n\n`)

@@ -1,0 +1,132 @@
+/**
+ * `realtime(options)`: the reference's saacms `PluginDef`, as a thin adapter
+ * over one `ManagedRuntime` of the Effect core per plugin instance.
+ *
+ * @since 0.1.0
+ */
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Event from "./Event.js"
+import * as Hub from "./Hub.js"
+import * as Realtime from "./Realtime.js"
+import * as RealtimeConfig from "./RealtimeConfig.js"
+import * as RealtimeHttp from "./RealtimeHttp.js"
+
+/**
+ * What the route handler reads from a Hono-style context: the path params, as
+ * the reference does, and the raw `Request` (headers, query, abort signal).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RealtimeRouteContext {
+  readonly req: {
+    param(name: string): string | undefined
+    readonly raw?: Request | undefined
+  }
+}
+
+/**
+ * The reference's options (`binding`, served by the Durable Object backend, is
+ * not accepted yet) plus the bounds of `RealtimeConfig.Options`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RealtimeOptions = RealtimeConfig.Options
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RealtimeEvent = typeof Event.RealtimeEvent.Encoded
+
+/**
+ * The publisher the host calls (`services.realtime`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RealtimePublisher {
+  /** Fan out one event; rejects with `InvalidEvent`, `InvalidResourceKey` or `FrameTooLarge`. */
+  publish(event: RealtimeEvent): Promise<Realtime.Published>
+  /** End every open stream and release the runtime. */
+  stop(): Promise<void>
+  /** @deprecated compat-only: the reference's test accessor; use `Hub.subscriberCount`. */
+  __subscriberCount(slug: string, id: string): number
+}
+
+/**
+ * The saacms plugin object.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PluginDef {
+  readonly name: "@saacms/plugin-realtime"
+  readonly version: string
+  readonly routes: {
+    readonly "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) => Promise<Response>
+  }
+  readonly services: { readonly realtime: RealtimePublisher }
+}
+
+/**
+ * Build one plugin instance with its own core (two calls share nothing).
+ * Throws synchronously on invalid options.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const realtime = (options: RealtimeOptions = {}): PluginDef => {
+  const backend = Realtime.layerMemory.pipe(Layer.provide(RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options))))
+  const runtime = ManagedRuntime.make(backend)
+  // The host routed the request; its path params arrive in the per-request context.
+  const app = Effect.flatMap(
+    Effect.serviceOption(RealtimeHttp.PathParams),
+    (params) => Effect.provideService(RealtimeHttp.subscribe, RealtimeHttp.PathParams, Option.getOrElse(params, () => ({})))
+  )
+  const web = HttpApp.toWebHandlerLayer(app, backend, { memoMap: runtime.memoMap })
+  let stopped = false
+
+  const run = <A, E>(effect: Effect.Effect<A, E, Realtime.Realtime | Hub.Hub>): Promise<A> =>
+    runtime.runPromiseExit(effect).then((exit) =>
+      Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+    )
+
+  return {
+    name: "@saacms/plugin-realtime",
+    version: "0.1.0",
+    routes: {
+      "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) =>
+        stopped
+          ? Promise.resolve(Response.json({ error: "stopped", message: "realtime plugin stopped" }, { status: 503 }))
+          : web.handler(
+            c.req.raw ?? new Request("http://localhost/"),
+            Context.make(RealtimeHttp.PathParams, { collection: c.req.param("collection"), id: c.req.param("id") })
+          )
+    },
+    services: {
+      realtime: {
+        publish: (event) => run(Effect.flatMap(Realtime.Realtime, (realtime) => realtime.publish(event))),
+        stop: () => {
+          stopped = true
+          return Promise.all([web.dispose(), runtime.dispose()]).then(() => undefined)
+        },
+        __subscriberCount: (slug, id) =>
+          runtime.runSync(
+            Effect.flatMap(Event.resourceKey(slug, id), (key) => Effect.flatMap(Hub.Hub, (hub) => hub.subscriberCount(key))).pipe(
+              Effect.orElseSucceed(() => 0)
+            )
+          )
+      }
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Options of the realtime core, their defaults and the layers that set them.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+
+/**
+ * The options as a host writes them (the reference's `retention` and
+ * `heartbeatMs`, plus the bounds this library adds). Every field is optional.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Options = Schema.Struct({
+  retention: Schema.optional(Schema.Struct({
+    maxEvents: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000))),
+    maxAgeMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 7 * 24 * 3_600_000)))
+  })),
+  heartbeatMs: Schema.optional(Schema.Int.pipe(Schema.between(10, 3_600_000))),
+  queueCapacity: Schema.optional(Schema.Int.pipe(Schema.between(1, 1_000_000))),
+  maxFrameBytes: Schema.optional(Schema.Int.pipe(Schema.between(256, 64 * 1024 * 1024)))
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Options = typeof Options.Type
+
+/**
+ * The resolved configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Resolved {
+  /** Events kept per record for replay. Default 100. */
+  readonly maxEvents: number
+  /** How long an event stays replayable. Default 1 hour. */
+  readonly maxAge: Duration.Duration
+  /** Interval of the `:keepalive` comment on an active record. Default 30 seconds. */
+  readonly heartbeat: Duration.Duration
+  /**
+   * Frames a record's fan-out holds for its slowest subscriber. A subscriber that
+   * falls further behind has its stream ended at the gap (it reconnects and
+   * replays). Default 1024.
+   */
+  readonly queueCapacity: number
+  /** Largest encoded frame `publish` accepts. Default 1 MiB. */
+  readonly maxFrameBytes: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const defaults: Resolved = {
+  maxEvents: 100,
+  maxAge: Duration.hours(1),
+  heartbeat: Duration.seconds(30),
+  queueCapacity: 1024,
+  maxFrameBytes: 1024 * 1024
+}
+
+/**
+ * The configuration in force; the defaults unless a layer below sets it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class RealtimeConfig extends Context.Reference<RealtimeConfig>()("@saacms/realtime/RealtimeConfig", {
+  defaultValue: () => defaults
+}) {}
+
+/**
+ * Resolve host options against the defaults.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = (options: Options): Resolved => ({
+  maxEvents: options.retention?.maxEvents ?? defaults.maxEvents,
+  maxAge: options.retention?.maxAgeMs !== undefined ? Duration.millis(options.retention.maxAgeMs) : defaults.maxAge,
+  heartbeat: options.heartbeatMs !== undefined ? Duration.millis(options.heartbeatMs) : defaults.heartbeat,
+  queueCapacity: options.queueCapacity ?? defaults.queueCapacity,
+  maxFrameBytes: options.maxFrameBytes ?? defaults.maxFrameBytes
+})
+
+/**
+ * Provide a configuration from host options (validated with `Options`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<never> =>
+  Layer.succeed(RealtimeConfig, resolve(Schema.decodeUnknownSync(Options)(options)))
+
+/**
+ * Read the configuration from Effect's `ConfigProvider` (environment variables
+ * `REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_HEARTBEAT_MS`,
+ * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES` by default).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.effect(
+  RealtimeConfig,
+  Effect.gen(function*() {
+    const opt = (name: string) => Effect.map(Config.option(Config.integer(name)), Option.getOrUndefined)
+    const options = {
+      retention: { maxEvents: yield* opt("REALTIME_MAX_EVENTS"), maxAgeMs: yield* opt("REALTIME_MAX_AGE_MS") },
+      heartbeatMs: yield* opt("REALTIME_HEARTBEAT_MS"),
+      queueCapacity: yield* opt("REALTIME_QUEUE_CAPACITY"),
+      maxFrameBytes: yield* opt("REALTIME_MAX_FRAME_BYTES")
+    }
+    return yield* Schema.decodeUnknown(Options)(options).pipe(
+      Effect.map(resolve),
+      Effect.mapError((error) => ConfigError.InvalidData([], error.message))
+    )
+  })
+)

@@ -1,0 +1,60 @@
+/**
+ * The typed errors of the realtime core. They describe what went wrong in the
+ * terms of the core (a key, an event, a frame); mapping them to HTTP statuses is
+ * the job of `RealtimeHttp`.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+
+/**
+ * A collection slug or record id that does not match the documented pattern.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidResourceKey extends Data.TaggedError("InvalidResourceKey")<{
+  readonly field: "collection" | "id"
+  readonly reason: string
+}> {}
+
+/**
+ * A published event that is not a valid `RealtimeEvent` (bad type, CR/LF/NUL in
+ * the etag, a record that cannot be serialised as JSON).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidEvent extends Data.TaggedError("InvalidEvent")<{
+  readonly reason: string
+}> {}
+
+/**
+ * An event whose encoded frame is larger than `maxFrameBytes`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FrameTooLarge extends Data.TaggedError("FrameTooLarge")<{
+  readonly bytes: number
+  readonly maxBytes: number
+}> {}
+
+/**
+ * A `Last-Event-ID` (header or `?lastEventId=`) that no server could have sent:
+ * too long, or containing CR, LF or NUL.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidLastEventId extends Data.TaggedError("InvalidLastEventId")<{
+  readonly reason: string
+}> {}
+
+/**
+ * Every error the realtime core can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RealtimeError = InvalidResourceKey | InvalidEvent | FrameTooLarge | InvalidLastEventId
