@@ -1,33 +1,211 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as TestClock from "effect/TestClock"
-import * as Event from "../src/Event.js"
+import * as Heartbeat from "../src/Heartbeat.js"
 import * as Hub from "../src/Hub.js"
 import * as Realtime from "../src/Realtime.js"
+import * as ReplayBuffer from "../src/ReplayBuffer.js"
+import * as Frames from "./utils/frames.js"
+import { awaitSubscribers, key, memory } from "./utils/layers.js"
 
-const decoder = new TextDecoder()
-const key = Effect.runSync(Event.resourceKey("posts", "1"))
+const posts1 = key("posts", "1")
+
+const changed = (n: number, etag?: string) =>
+  ({ type: "changed", slug: "posts", id: "1", record: { n }, ...(etag === undefined ? {} : { etag }) }) as const
+
+/** Run a subscription until an event with `untilId` arrives; the parsed items. */
+const collectUntil = (lastEventId: string | undefined, untilId: string) =>
+  Effect.flatMap(Realtime.Realtime, (realtime) => {
+    let text = ""
+    const decoder = new TextDecoder()
+    return realtime.subscribe(posts1, lastEventId).pipe(
+      Stream.takeUntil((chunk) => {
+        text += decoder.decode(chunk)
+        return Frames.events(text).some((event) => event.id === untilId)
+      }),
+      Stream.runCollect,
+      Effect.map((chunks) => Frames.parse(Chunk.toReadonlyArray(chunks)))
+    )
+  })
 
 describe("Realtime", () => {
-  it.scoped("smoke: replay then live", () =>
+  it.scoped("replays after a last id, then goes live", () =>
     Effect.gen(function*() {
-      const rt = yield* Realtime.Realtime
-      yield* rt.publish({ type: "changed", slug: "posts", id: "1", record: { a: 1 }, etag: "e1" })
-      yield* rt.publish({ type: "changed", slug: "posts", id: "1", record: { a: 2 }, etag: "e2" })
-      const fiber = yield* rt.subscribe(key, "e1").pipe(Stream.take(2), Stream.runCollect, Effect.fork)
-      yield* Effect.yieldNow()
-      yield* TestClock.adjust("1 millis")
-      yield* rt.publish({ type: "changed", slug: "posts", id: "1", record: { a: 3 }, etag: "e3" })
-      const out = yield* Fiber.join(fiber)
-      const text = Chunk.toReadonlyArray(out).map((b) => decoder.decode(b)).join("")
-      assert.strictEqual(
-        text,
-        ":keepalive\n\nevent: changed\nid: e2\ndata: {\"a\":2}\n\nevent: changed\nid: e3\ndata: {\"a\":3}\n\n"
-      )
+      const realtime = yield* Realtime.Realtime
+      yield* realtime.publish(changed(1, "e1"))
+      yield* realtime.publish(changed(2, "e2"))
+      const fiber = yield* Effect.fork(collectUntil("e1", "e3"))
+      yield* awaitSubscribers(posts1, 1)
+      yield* realtime.publish(changed(3, "e3"))
+      const items = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(items, [
+        { _tag: "comment", text: "keepalive" },
+        { _tag: "event", message: { event: "changed", id: "e2", data: "{\"n\":2}" } },
+        { _tag: "event", message: { event: "changed", id: "e3", data: "{\"n\":3}" } }
+      ])
+    }).pipe(Effect.provide(memory())))
+
+  it.scoped("an unknown or evicted id gets one saacms-resync frame with the newest id, then live", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      for (let n = 1; n <= 5; n++) yield* realtime.publish(changed(n, `e${n}`))
+      const fiber = yield* Effect.fork(collectUntil("e1", "e6"))
+      yield* awaitSubscribers(posts1, 1)
+      yield* realtime.publish(changed(6, "e6"))
+      const items = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(items.slice(1).map((i) => i._tag === "event" && [i.message.event, i.message.id]), [
+        ["saacms-resync", "e5"],
+        ["changed", "e6"]
+      ])
+    }).pipe(Effect.provide(memory({ retention: { maxEvents: 3 } }))))
+
+  it.scoped("generates unique ids for events without an etag", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const published = yield* Effect.forEach([1, 2, 3], (n) => realtime.publish(changed(n)))
+      assert.strictEqual(new Set(published.map((p) => p.id)).size, 3)
+      assert.deepStrictEqual(published.map((p) => p.seq), [1, 2, 3])
+    }).pipe(Effect.provide(memory())))
+
+  it.scoped("gapless handoff: concurrent publishers, subscribers joining with random last ids", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const published = yield* Ref.make<Array<string>>([]) // ids in sequence order
+      const publisher = (p: number) =>
+        Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) =>
+          Effect.zipRight(
+            Effect.flatMap(Random.nextIntBetween(0, 3), (n) => Effect.repeatN(Effect.yieldNow(), n)),
+            Effect.flatMap(realtime.publish(changed(p * 1000 + i)), (r) =>
+              Ref.update(published, (ids) => {
+                const next = [...ids]
+                next[r.seq - 1] = r.id
+                return next
+              }))
+          ), { discard: true })
+      const subscriber = Effect.gen(function*() {
+        yield* Effect.flatMap(Random.nextIntBetween(0, 400), (n) => Effect.repeatN(Effect.yieldNow(), n))
+        const ids = (yield* Ref.get(published)).filter((id) => id !== undefined)
+        const pick = yield* Random.nextIntBetween(-1, ids.length)
+        const last = pick < 0 ? undefined : ids[pick]
+        const items = yield* collectUntil(last, "done")
+        return { last, received: items.flatMap((i) => i._tag === "event" ? [i.message.id!] : []) }
+      })
+      const subscribers = yield* Effect.forkAll(Array.from({ length: 24 }, () => subscriber))
+      yield* Effect.all([0, 1, 2, 3].map(publisher), { concurrency: "unbounded" })
+      // Let every subscriber register before the final event.
+      yield* awaitSubscribers(posts1, 24)
+      const done = yield* realtime.publish({ ...changed(-1), etag: "done" })
+      const all = [...(yield* Ref.get(published)), "done"]
+      assert.strictEqual(done.seq, 401)
+      assert.strictEqual(all.length, 401)
+      for (const { last, received } of yield* Fiber.join(subscribers)) {
+        assert.notInclude(received, "saacms-resync")
+        assert.strictEqual(received[received.length - 1], "done")
+        const start = all.indexOf(received[0]!)
+        // Every event after the starting point exactly once, in order.
+        assert.deepStrictEqual(received, all.slice(start))
+        if (last !== undefined) assert.strictEqual(start, all.indexOf(last) + 1)
+      }
+    }).pipe(Effect.withRandom(Random.make("gapless")), Effect.provide(memory({ retention: { maxEvents: 10_000 } }))))
+
+  it.scoped("no silent loss: a subscriber too slow for its queue ends at the gap and replays the rest", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const fast = yield* Effect.fork(collectUntil(undefined, "last"))
+      const slowPull = yield* Stream.toPull(realtime.subscribe(posts1))
+      const opening = yield* slowPull
+      yield* awaitSubscribers(posts1, 2)
+      assert.strictEqual(Frames.text(opening), ":keepalive\n\n")
+      const ids: Array<string> = []
+      // The fast subscriber gets to run between publishes; the slow one is not pulled.
+      const publish = (n: number, etag?: string) =>
+        Effect.tap(realtime.publish(changed(n, etag)), (p) => Effect.zipRight(Effect.sync(() => ids.push(p.id)), Effect.repeatN(Effect.yieldNow(), 3)))
+      for (let n = 1; n <= 10; n++) yield* publish(n)
+      const first = Frames.events(Chunk.toReadonlyArray(yield* slowPull))
+      assert.deepStrictEqual(first.map((e) => e.id), ids)
+      // 16 frames of queue: publishing 500 more slides past the slow subscriber.
+      for (let n = 11; n <= 500; n++) yield* publish(n, n === 500 ? "last" : undefined)
+      // Its stream ends (no hole handed over) ...
+      const end = yield* Effect.flip(slowPull)
+      assert.isTrue(Option.isNone(end))
+      // ... while the fast one got everything, in order.
+      const fastIds = (yield* Fiber.join(fast)).flatMap((i) => i._tag === "event" ? [i.message.id] : [])
+      assert.deepStrictEqual(fastIds, ids)
+      // Reconnecting with the last id it saw replays exactly what it missed.
+      const replay = yield* collectUntil(ids[9], "last")
+      assert.deepStrictEqual(replay.flatMap((i) => i._tag === "event" ? [i.message.id] : []), ids.slice(10))
+    }).pipe(Effect.provide(memory({ queueCapacity: 16, retention: { maxEvents: 1000 } }))))
+
+  it.scoped("bad input is rejected with a typed error and changes nothing", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const buffer = yield* ReplayBuffer.ReplayBuffer
+      yield* realtime.publish(changed(1, "e1"))
+      const fiber = yield* Effect.fork(collectUntil(undefined, "e2"))
+      yield* awaitSubscribers(posts1, 1)
+      const cyclic: Record<string, unknown> = {}
+      cyclic.self = cyclic
+      const rejected = [
+        [{ ...changed(0), etag: "x\r\nevent: evil" }, "InvalidEvent"],
+        [{ ...changed(0), etag: "x\nid: 1" }, "InvalidEvent"],
+        [{ ...changed(0), slug: "po:sts" }, "InvalidResourceKey"],
+        [{ ...changed(0), id: "../1" }, "InvalidResourceKey"],
+        [{ ...changed(0), record: cyclic }, "InvalidEvent"],
+        [{ ...changed(0), record: undefined }, "InvalidEvent"],
+        [{ ...changed(0), record: 1n }, "InvalidEvent"],
+        [{ ...changed(0), record: "x".repeat(2048) }, "FrameTooLarge"],
+        [{ type: "moved", slug: "posts", id: "1" }, "InvalidEvent"]
+      ] as const
+      for (const [event, tag] of rejected) {
+        const error = yield* Effect.flip(realtime.publish(event as never))
+        assert.strictEqual(error._tag, tag)
+      }
+      assert.strictEqual(yield* buffer.size(posts1), 1)
+      yield* realtime.publish(changed(2, "e2"))
+      const items = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(items.flatMap((i) => i._tag === "event" ? [i.message.id] : []), ["e2"])
+      assert.strictEqual(yield* buffer.size(posts1), 2)
+    }).pipe(Effect.provide(memory({ maxFrameBytes: 1024 }))))
+
+  it.scoped("nothing leaks: closed subscriptions release their record, queue and heartbeat", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
       const hub = yield* Hub.Hub
+      const heartbeat = yield* Heartbeat.Heartbeat
+      const keys = Array.from({ length: 50 }, (_, i) => key("posts", `${i}`))
+      const fibers = yield* Effect.forEach(keys, (k) =>
+        Effect.forkAll(Array.from({ length: 4 }, () => Stream.runDrain(realtime.subscribe(k)))))
+      yield* Effect.forEach(keys, (k) => awaitSubscribers(k, 4))
+      assert.strictEqual(yield* hub.totalSubscribers, 200)
+      assert.strictEqual(yield* hub.activeKeys, 50)
+      assert.strictEqual(yield* heartbeat.active, 50)
+      yield* Effect.forEach(fibers, Fiber.interrupt)
       assert.strictEqual(yield* hub.totalSubscribers, 0)
-    }).pipe(Effect.provide(Realtime.layerMemory)))
+      assert.strictEqual(yield* hub.activeKeys, 0)
+      assert.strictEqual(yield* heartbeat.active, 0)
+      // Publishing to records nobody watches only buffers.
+      yield* realtime.publish(changed(1))
+      assert.strictEqual(yield* hub.activeKeys, 0)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("shutdown ends every open stream cleanly", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(memory(), scope)
+      const subscribers = yield* Effect.forkAll([posts1, posts1, key("posts", "2")].map((k) =>
+        Effect.flatMap(Realtime.Realtime, (realtime) => Stream.runCollect(realtime.subscribe(k)))
+      )).pipe(Effect.provide(context))
+      yield* Effect.all([awaitSubscribers(posts1, 2), awaitSubscribers(key("posts", "2"), 1)]).pipe(Effect.provide(context))
+      yield* Scope.close(scope, Exit.void)
+      const results = yield* Fiber.await(subscribers)
+      assert.isTrue(Exit.isSuccess(results))
+    }))
 })
