@@ -37,7 +37,8 @@ export const make: Effect.Effect<Heartbeat["Type"]> = Effect.gen(function*() {
   return Heartbeat.of({
     keep: (beat) =>
       Effect.acquireRelease(Ref.update(active, (n) => n + 1), () => Ref.update(active, (n) => n - 1)).pipe(
-        Effect.zipRight(Effect.forkScoped(Effect.schedule(beat, schedule))),
+        // Interruptible whatever region the first subscriber opened it from.
+        Effect.zipRight(Effect.forkScoped(Effect.interruptible(Effect.schedule(beat, schedule)))),
         Effect.asVoid
       ),
     active: Ref.get(active)

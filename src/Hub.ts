@@ -1,7 +1,8 @@
 /**
- * Per-record fan-out. A record's `PubSub` is created with its first subscriber
- * and released with its last (an `RcMap`), together with its heartbeat.
- * Publishing to a record nobody watches costs a map lookup.
+ * Per-record fan-out. A record's topic (its subscribers and its heartbeat) is
+ * created with its first subscriber and released with its last. Publishing hands the one encoded frame to every subscriber's
+ * bounded mailbox synchronously; publishing to a record nobody watches costs a
+ * map lookup.
  *
  * @since 0.1.0
  */
@@ -9,13 +10,12 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as PubSub from "effect/PubSub"
-import type * as Queue from "effect/Queue"
-import * as RcMap from "effect/RcMap"
-import type * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import type * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
+import * as Mailbox from "./internal/mailbox.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 
 /**
@@ -25,10 +25,15 @@ import * as RealtimeConfig from "./RealtimeConfig.js"
  * @since 0.1.0
  * @category models
  */
-export interface Message {
-  readonly seq: number
-  readonly frame: Uint8Array
-}
+export type Message = Mailbox.Message
+
+/**
+ * A subscriber's bounded inbox (see `Realtime.open`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Subscriber = Mailbox.Mailbox
 
 /**
  * The heartbeat message.
@@ -45,8 +50,8 @@ export const keepalive: Message = { seq: 0, frame: Frame.keepalive }
 export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   /** Hand `message` to every current subscriber of `key`. */
   readonly publish: (key: Event.ResourceKey, message: Message) => Effect.Effect<void>
-  /** Receive the messages of `key` published from now on, until the scope closes. */
-  readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Queue.Dequeue<Message>, never, Scope.Scope>
+  /** A new subscriber of `key`, registered until the scope closes (then its mailbox closes too). */
+  readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Subscriber, never, Scope.Scope>
   /** Current subscribers of `key`. */
   readonly subscriberCount: (key: Event.ResourceKey) => Effect.Effect<number>
   /** Current subscribers over all records. */
@@ -65,70 +70,122 @@ export const subscribersGauge = Metric.gauge("saacms_realtime_subscribers", {
   description: "Open realtime subscriptions"
 })
 
+/**
+ * Subscribers whose stream ended because they fell `queueCapacity` frames behind.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const slowSubscribers = Metric.counter("saacms_realtime_slow_subscribers", {
+  description: "Streams ended because the subscriber fell too far behind"
+})
+
 interface Topic {
-  readonly pubsub: PubSub.PubSub<Message>
-  subscribers: number
+  readonly subscribers: Set<Subscriber>
+  /** Holds the record's heartbeat (set by the subscribe that created the topic). */
+  scope: Scope.CloseableScope | undefined
 }
 
 /**
- * A hub of sliding `PubSub`s of `queueCapacity` messages: a slow subscriber
- * loses its oldest messages (and notices the sequence gap) instead of blocking
- * the publisher or growing without bound.
+ * A hub whose subscribers each hold at most `capacity` pending frames; one
+ * that falls further behind has its mailbox closed at the last frame it can
+ * hold (it reconnects and replays), so the publisher never waits and memory
+ * stays bounded.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> = Effect.gen(function*() {
-  const config = yield* RealtimeConfig.RealtimeConfig
-  const heartbeat = yield* Heartbeat.Heartbeat
-  const topics = new Map<Event.ResourceKey, Topic>()
-  let total = 0
+export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
+  Effect.gen(function*() {
+    const heartbeat = yield* Heartbeat.Heartbeat
+    const topics = new Map<Event.ResourceKey, Topic>()
+    let total = 0
 
-  const rcMap = yield* RcMap.make({
-    lookup: (key: Event.ResourceKey) =>
-      Effect.gen(function*() {
-        const pubsub = yield* Effect.acquireRelease(
-          PubSub.sliding<Message>(config.queueCapacity),
-          PubSub.shutdown
-        )
-        const topic: Topic = { pubsub, subscribers: 0 }
-        yield* Effect.acquireRelease(
-          Effect.sync(() => topics.set(key, topic)),
-          () => Effect.sync(() => topics.delete(key))
-        )
-        yield* heartbeat.keep(PubSub.publish(pubsub, keepalive))
-        return topic
-      })
-  })
-
-  const count = (topic: Topic, delta: number) =>
-    Effect.suspend(() => {
-      topic.subscribers += delta
-      total += delta
-      return Metric.set(subscribersGauge, total)
-    })
-
-  return Hub.of({
-    publish: (key, message) =>
+    const publish = (key: Event.ResourceKey, message: Message) =>
       Effect.suspend(() => {
         const topic = topics.get(key)
-        return topic === undefined ? Effect.void : Effect.asVoid(PubSub.publish(topic.pubsub, message))
-      }),
-    subscribe: (key) =>
-      Effect.gen(function*() {
-        const topic = yield* RcMap.get(rcMap, key)
-        const queue = yield* PubSub.subscribe(topic.pubsub)
-        yield* Effect.acquireRelease(count(topic, 1), () => count(topic, -1))
-        return queue
-      }),
-    subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers ?? 0),
-    totalSubscribers: Effect.sync(() => total),
-    activeKeys: Effect.sync(() => topics.size)
+        if (topic === undefined) return Effect.void
+        let slow = 0
+        for (const subscriber of topic.subscribers) {
+          if (!subscriber.offer(message)) slow++
+        }
+        return slow === 0 ? Effect.void : Effect.zipRight(
+          Metric.incrementBy(slowSubscribers, slow),
+          Effect.logDebug("subscribers fell behind; their streams end at the last frame they hold").pipe(
+            Effect.annotateLogs({ key, slow })
+          )
+        )
+      })
+
+    // Shutdown ends every open stream cleanly.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const topic of topics.values()) {
+          for (const subscriber of topic.subscribers) subscriber.close()
+        }
+      })
+    )
+
+    const count = (delta: number) =>
+      Effect.suspend(() => {
+        total += delta
+        return Metric.set(subscribersGauge, total)
+      })
+
+    // A record's topic lives from its first subscriber to its last, with its
+    // heartbeat. Joining is one synchronous step, so first subscribers arriving
+    // together always share one topic.
+    const join = (key: Event.ResourceKey, subscriber: Subscriber) =>
+      Effect.suspend(() => {
+        const existing = topics.get(key)
+        if (existing !== undefined) {
+          existing.subscribers.add(subscriber)
+          return count(1)
+        }
+        const topic: Topic = { subscribers: new Set([subscriber]), scope: undefined }
+        topics.set(key, topic)
+        return Effect.zipRight(
+          count(1),
+          Effect.flatMap(Scope.make(), (scope) => {
+            topic.scope = scope
+            return Scope.extend(heartbeat.keep(publish(key, keepalive)), scope)
+          })
+        )
+      })
+
+    const leave = (key: Event.ResourceKey, subscriber: Subscriber) =>
+      Effect.suspend(() => {
+        subscriber.close()
+        const topic = topics.get(key)
+        if (topic === undefined || !topic.subscribers.delete(subscriber)) return Effect.void
+        if (topic.subscribers.size > 0) return count(-1)
+        topics.delete(key)
+        return topic.scope === undefined ? count(-1) : Effect.zipRight(count(-1), Scope.close(topic.scope, Exit.void))
+      })
+
+    return Hub.of({
+      publish,
+      subscribe: (key) =>
+        Effect.acquireRelease(
+          Effect.suspend(() => {
+            const subscriber = new Mailbox.Mailbox(capacity)
+            return Effect.as(join(key, subscriber), subscriber)
+          }),
+          (subscriber) => leave(key, subscriber)
+        ),
+      subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),
+      totalSubscribers: Effect.sync(() => total),
+      activeKeys: Effect.sync(() => topics.size)
+    })
   })
-})
 
 /**
+ * The hub, sized by `RealtimeConfig.queueCapacity`.
+ *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Hub, never, Heartbeat.Heartbeat> = Layer.scoped(Hub, make)
+export const layer: Layer.Layer<Hub, never, Heartbeat.Heartbeat> = Layer.scoped(
+  Hub,
+  Effect.flatMap(RealtimeConfig.RealtimeConfig, (config) => make(config.queueCapacity))
+)

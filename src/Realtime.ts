@@ -10,9 +10,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
@@ -44,28 +43,25 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
     event: typeof Event.RealtimeEvent.Encoded
   ) => Effect.Effect<Published, RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey | RealtimeError.FrameTooLarge>
   /**
+   * Register a subscriber of `key` until the scope closes, primed with what it
+   * is owed after `lastEventId`. The low-level form of `subscribe`, for
+   * adapters that write frames to a socket themselves.
+   */
+  readonly open: (
+    key: Event.ResourceKey,
+    lastEventId?: string | undefined
+  ) => Effect.Effect<Hub.Subscriber, RealtimeError.InvalidLastEventId, Scope.Scope>
+  /**
    * The SSE bytes for one record: `:keepalive`, then what the client missed
    * after `lastEventId` (or one `saacms-resync` frame), then live frames.
-   * Ends when the subscriber falls behind the record's queue (it reconnects and
-   * replays) or when the service shuts down.
+   * Ends when the subscriber falls `queueCapacity` frames behind (it reconnects
+   * and replays) or when the service shuts down.
    */
   readonly subscribe: (
     key: Event.ResourceKey,
     lastEventId?: string | undefined
   ) => Stream.Stream<Uint8Array, RealtimeError.InvalidLastEventId>
 }>() {}
-
-/**
- * Subscribers whose stream ended because they fell behind.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const slowSubscribers = Metric.counter("saacms_realtime_slow_subscribers", {
-  description: "Streams ended at a sequence gap (subscriber too slow)"
-})
-
-const maxBatch = 1024
 
 /**
  * @since 0.1.0
@@ -99,69 +95,37 @@ export const make: Effect.Effect<
       return { key, id, seq: entry.seq }
     })
 
-  const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId) =>
-    Stream.unwrapScoped(Effect.gen(function*() {
+  const open: Realtime["Type"]["open"] = (key, lastEventId) =>
+    Effect.gen(function*() {
       const last = lastEventId === undefined ? undefined : yield* Event.decodeLastEventId(lastEventId)
-      // Gapless handoff: register for live frames first, then read the history,
-      // then drop live frames the history already covered (by sequence number).
-      const queue = yield* hub.subscribe(key)
+      // Gapless handoff: register for live frames first, then read the history;
+      // the subscriber drops live frames the history covered (by sequence number).
+      const subscriber = yield* hub.subscribe(key)
       const since = yield* buffer.since(key, last)
-      const opening = since._tag === "Resync"
-        ? [Frame.keepalive, Frame.resync(since.newestId)]
-        : [Frame.keepalive, ...since.entries.map((entry) => entry.frame)]
-      let lastSeq = since.lastSeq
-      let ended = false
-
-      const next = Effect.catchAllCause(
-        Queue.takeBetween(queue, 1, maxBatch),
-        (cause) => Effect.flatMap(Queue.isShutdown(queue), (down) => down ? Effect.as(Effect.void, undefined) : Effect.failCause(cause))
+      subscriber.begin(
+        since.lastSeq,
+        since._tag === "Resync"
+          ? [Frame.keepalive, Frame.resync(since.newestId)]
+          : [Frame.keepalive, ...since.entries.map((entry) => entry.frame)]
       )
-      const live = Stream.repeatEffectOption(Effect.gen(function*() {
-        if (ended) return yield* Effect.fail(Option.none())
-        const messages = yield* next
-        if (messages === undefined) return yield* Effect.fail(Option.none())
-        const frames: Array<Uint8Array> = []
-        for (const message of messages) {
-          if (message.seq === 0) {
-            frames.push(message.frame)
-          } else if (message.seq === lastSeq + 1) {
-            frames.push(message.frame)
-            lastSeq = message.seq
-          } else if (message.seq > lastSeq + 1) {
-            // No silent loss: the queue slid past frames this subscriber never
-            // got. End the stream at the gap; the client replays from the buffer.
-            ended = true
-            yield* Metric.increment(slowSubscribers)
-            yield* Effect.logDebug("subscriber fell behind; ending its stream at the gap").pipe(
-              Effect.annotateLogs({ key, lastSeq, nextSeq: message.seq })
-            )
-            break
-          }
-        }
-        if (frames.length === 0) {
-          return ended ? yield* Effect.fail(Option.none()) : new Uint8Array(0)
-        }
-        return concat(frames)
-      })).pipe(Stream.filter((bytes) => bytes.byteLength > 0))
+      return subscriber
+    })
 
-      return Stream.concat(Stream.succeed(concat(opening)), live)
-    }))
+  const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId) =>
+    Stream.unwrapScoped(Effect.map(open(key, lastEventId), (subscriber) =>
+      Stream.repeatEffectOption(Effect.async<Uint8Array, Option.Option<never>>((resume) => {
+        const take = () => {
+          const chunk = subscriber.poll()
+          if (chunk !== undefined) resume(Effect.succeed(chunk))
+          else if (subscriber.done) resume(Effect.fail(Option.none()))
+          else subscriber.onWake(take)
+        }
+        take()
+        return Effect.sync(() => subscriber.onWake(undefined))
+      }))))
 
-  return Realtime.of({ publish, subscribe })
+  return Realtime.of({ publish, open, subscribe })
 })
-
-const concat = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (frames.length === 1) return frames[0]!
-  let length = 0
-  for (const frame of frames) length += frame.byteLength
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const frame of frames) {
-    out.set(frame, offset)
-    offset += frame.byteLength
-  }
-  return out
-}
 
 /**
  * `Realtime` over whatever `ReplayBuffer` and `Hub` are provided.
