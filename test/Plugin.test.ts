@@ -138,10 +138,15 @@ describe("Plugin", () => {
       )
       const readers = yield* Effect.forEach(responses, (r) => Effect.fork(readUntil(r, () => false)))
       yield* subscriberCount(plugin, 3)
+      // Three first subscribers that arrived together share one record.
+      yield* Effect.promise(() => plugin.services.realtime.publish({ type: "deleted", slug: "posts", id: "1" }))
+      const published = yield* Effect.promise(() => plugin.services.realtime.publish({ type: "changed", slug: "posts", id: "1", record: 2, etag: "v2" }))
+      assert.strictEqual(published.seq, 2)
       yield* Effect.promise(() => plugin.services.realtime.stop())
       for (const reader of readers) {
         const result = yield* reader.await.pipe(Effect.flatten)
-        assert.deepStrictEqual(result, { text: ":keepalive\n\n", ended: true })
+        assert.isTrue(result.ended)
+        assert.deepStrictEqual(Frames.events(result.text).map((e) => e.event), ["deleted", "changed"])
       }
       const after = yield* Effect.promise(async () => app.request("/api/saacms/v1/posts/1/subscribe"))
       assert.strictEqual(after.status, 503)
