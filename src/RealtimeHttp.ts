@@ -26,6 +26,18 @@ import * as Realtime from "./Realtime.js"
 export const path = "/api/saacms/v1/:collection/:id/subscribe" as const
 
 /**
+ * The router options the subscribe route needs. find-my-way answers 404 for a
+ * path parameter longer than `maxParamLength` (100 by default), below the
+ * 128 characters `Event.RecordId` allows; with 1024, every id up to that length
+ * reaches the handler and a too-long one gets the JSON 400. Serve with
+ * `HttpLayerRouter.serve(RealtimeHttp.layer, { routerConfig: RealtimeHttp.routerConfig })`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const routerConfig: { readonly maxParamLength: number } = { maxParamLength: 1024 }
+
+/**
  * The path parameters of one subscribe request, however the host routed it.
  *
  * @since 0.1.0

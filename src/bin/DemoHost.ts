@@ -102,7 +102,7 @@ export const routes = Layer.mergeAll(
 )
 
 /** The whole demo app for a server layer to run (`HttpServer` still to provide). */
-export const layer = HttpLayerRouter.serve(routes).pipe(
+export const layer = HttpLayerRouter.serve(routes, { routerConfig: RealtimeHttp.routerConfig }).pipe(
   Layer.provide(Layer.merge(RecordStore.Default, Realtime.layerMemory)),
   Layer.provide(RealtimeConfig.layerConfig)
 )

@@ -1,0 +1,110 @@
+/**
+ * The HTTP server of the runtime the suite runs in: `BunHttpServer` under
+ * `bun --bun vitest`, `NodeHttpServer` under Node, on a random port. Each is
+ * imported dynamically, so Node never loads platform-bun and Bun never loads
+ * platform-node.
+ */
+import * as HttpServer from "@effect/platform/HttpServer"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { fileURLToPath } from "node:url"
+
+/** `true` under Bun (including `bun --bun vitest`). */
+export const isBun: boolean = typeof process.versions.bun === "string"
+
+/** The runtime's name, for test titles. */
+export const runtime: "bun" | "node" = isBun ? "bun" : "node"
+
+const bun = Effect.promise(async () => {
+  const BunHttpServer = await import("@effect/platform-bun/BunHttpServer")
+  return BunHttpServer.layer({ port: 0 })
+})
+
+// `NodeHttpServer.layer(createServer, { port: 0 })`, plus a finalizer that runs
+// before the server's own (`server.close()`, which waits for every open
+// connection): it drops connections a client keeps open without a request in
+// flight (seen with Node's fetch after an aborted request: a socket the client
+// holds for its 4 s keep-alive), so a test's teardown does not wait for it.
+const node = Effect.promise(async () => {
+  const [NodeHttpServer, Http] = await Promise.all([
+    import("@effect/platform-node/NodeHttpServer"),
+    import("node:http")
+  ])
+  return Layer.unwrapEffect(Effect.sync(() => {
+    const server = Http.createServer()
+    const closeConnections = Layer.scopedDiscard(
+      Effect.addFinalizer(() => Effect.sync(() => server.closeAllConnections()))
+    )
+    return closeConnections.pipe(Layer.provideMerge(NodeHttpServer.layer(() => server, { port: 0 })))
+  }))
+})
+
+/** A server of the current runtime on a random port. */
+export const layerTest: Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError> = Layer.unwrapEffect(
+  isBun ? bun : node
+)
+
+/** The base URL of the running server, e.g. `http://127.0.0.1:54321`. */
+export const baseUrl: Effect.Effect<string, never, HttpServer.HttpServer> = HttpServer.addressWith((address) =>
+  address._tag === "UnixAddress"
+    ? Effect.die(new Error("expected a TCP address"))
+    : Effect.succeed(`http://127.0.0.1:${address.port}`)
+)
+
+/** A TCP port that was free a moment ago (for a child process that needs a fixed `PORT`). */
+export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
+  void import("node:net").then(({ createServer }) => {
+    const probe = createServer()
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      probe.close(() => resume(port > 0 ? Effect.succeed(port) : Effect.die(new Error("no free port"))))
+    })
+  })
+})
+
+/**
+ * Run this runtime's entry point of the demo host as a child process on
+ * `port` until the scope closes (`src/bin/bun.ts` with Bun; `src/bin/node.ts`
+ * with vite-node, which vitest brings, since tsx is not installed); succeeds
+ * once it logs that it is listening.
+ */
+export const entryPoint = (port: number, env: Record<string, string> = {}): Effect.Effect<void, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { spawn } = yield* Effect.promise(() => import("node:child_process"))
+    const [command, script] = isBun
+      ? [process.execPath, "src/bin/bun.ts"]
+      : ["node_modules/.bin/vite-node", "src/bin/node.ts"]
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(command, [script], {
+          cwd: fileURLToPath(new URL("../..", import.meta.url)),
+          env: { ...process.env, ...env, PORT: String(port) },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) =>
+        Effect.async<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          child.once("exit", () => resume(Effect.void))
+          child.kill("SIGTERM")
+        })
+    )
+    let output = ""
+    yield* Effect.async<void, Error>((resume) => {
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString()
+        if (output.includes("Listening on")) resume(Effect.void)
+      }
+      child.stdout.on("data", onData)
+      child.stderr.on("data", onData)
+      child.once("exit", (code) => resume(Effect.fail(new Error(`${script} exited with ${code}:\n${output}`))))
+    }).pipe(
+      Effect.timeoutFail({
+        duration: "20 seconds",
+        onTimeout: () => new Error(`${script} did not start listening:\n${output}`)
+      })
+    )
+  })

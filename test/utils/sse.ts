@@ -1,0 +1,137 @@
+/**
+ * SSE helpers for the end-to-end tests: parse bytes with `eventsource-parser`
+ * (never a hand-written parser) and read a `fetch` response body until a
+ * condition holds, within a bounded time.
+ */
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { createParser } from "eventsource-parser"
+
+/** One parsed SSE event (`event` / `id` are `undefined` when the frame has no such field). */
+export interface SseEvent {
+  readonly event: string | undefined
+  readonly id: string | undefined
+  readonly data: string
+}
+
+/** Everything a stream has carried so far: raw bytes, their text, and the parse. */
+export interface Received {
+  readonly bytes: Uint8Array
+  readonly text: string
+  readonly events: ReadonlyArray<SseEvent>
+  /** Comment lines without the leading `:` (`"keepalive"` for `:keepalive`). */
+  readonly comments: ReadonlyArray<string>
+  /** `true` once the server ended the body. */
+  readonly done: boolean
+}
+
+const decoder = new TextDecoder()
+const encoder = new TextEncoder()
+
+/** Parse a whole SSE text or byte sequence into events and comments. */
+export const parseAll = (input: Uint8Array | string): {
+  readonly events: Array<SseEvent>
+  readonly comments: Array<string>
+} => {
+  const events: Array<SseEvent> = []
+  const comments: Array<string> = []
+  const parser = createParser({
+    onEvent: (message) => events.push({ event: message.event, id: message.id, data: message.data }),
+    onComment: (comment) => comments.push(comment)
+  })
+  parser.feed(typeof input === "string" ? input : decoder.decode(input))
+  return { events, comments }
+}
+
+/** Parse a whole SSE text or byte sequence into its events. */
+export const parse = (input: Uint8Array | string): Array<SseEvent> => parseAll(input).events
+
+/** UTF-8 bytes of `text`, for byte-for-byte comparisons. */
+export const bytes = (text: string): Uint8Array => encoder.encode(text)
+
+/** The body could not be read, or the condition did not hold in time. */
+export class ReadError extends Data.TaggedError("ReadError")<{
+  readonly reason: "timeout" | "ended" | "failed"
+  readonly received: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    const why = this.reason === "timeout"
+      ? "condition not met in time"
+      : this.reason === "ended"
+      ? "body ended before the condition held"
+      : `body failed: ${String(this.cause)}`
+    return `${why}; received ${JSON.stringify(this.received)}`
+  }
+}
+
+/** An open response body being read incrementally. */
+export interface Reader {
+  /** Everything received so far. */
+  readonly received: Effect.Effect<Received>
+  /**
+   * Read until `until(received)` holds (checked on what is already there
+   * first). Fails with `ReadError` when the body ends or fails first, or after
+   * `timeout` (a read cut short by the timeout loses its chunk: do not reuse
+   * the reader after a failure).
+   */
+  readonly readUntil: (
+    until: (received: Received) => boolean,
+    timeout?: Duration.DurationInput
+  ) => Effect.Effect<Received, ReadError>
+}
+
+const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(a.byteLength + b.byteLength)
+  out.set(a, 0)
+  out.set(b, a.byteLength)
+  return out
+}
+
+/**
+ * Read `response`'s body incrementally. Closing the scope cancels the body
+ * (which closes the client's side of the connection).
+ */
+export const reader = (response: Response): Effect.Effect<Reader, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const body = response.body
+    if (body === null) return yield* Effect.die(new Error("response has no body"))
+    const source = yield* Effect.acquireRelease(
+      Effect.sync(() => body.getReader()),
+      (source) => Effect.promise(() => source.cancel().catch(() => undefined))
+    )
+    let buffer: Uint8Array = new Uint8Array(0)
+    let done = false
+    const snapshot = (): Received => {
+      const { comments, events } = parseAll(buffer)
+      return { bytes: buffer, text: decoder.decode(buffer), events, comments, done }
+    }
+    const readChunk = Effect.tryPromise({
+      try: () => source.read(),
+      catch: (cause) => new ReadError({ reason: "failed", received: decoder.decode(buffer), cause })
+    }).pipe(Effect.map((chunk) => {
+      if (chunk.done) done = true
+      else buffer = concat(buffer, chunk.value)
+    }))
+    const readUntil: Reader["readUntil"] = (until, timeout = "5 seconds") =>
+      Effect.gen(function*() {
+        while (true) {
+          const received = snapshot()
+          if (until(received)) return received
+          if (done) return yield* new ReadError({ reason: "ended", received: received.text })
+          yield* readChunk
+        }
+      }).pipe(
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new ReadError({ reason: "timeout", received: decoder.decode(buffer) })
+        })
+      )
+    return { received: Effect.sync(snapshot), readUntil }
+  })
+
+/** A `readUntil` condition: the `:keepalive` and at least `n` events received. */
+export const hasEvents = (n: number) => (received: Received): boolean =>
+  received.comments.length > 0 && received.events.length >= n
