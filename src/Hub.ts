@@ -52,6 +52,12 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   readonly publish: (key: Event.ResourceKey, message: Message) => Effect.Effect<void>
   /** A new subscriber of `key`, registered until the scope closes (then its mailbox closes too). */
   readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Subscriber, never, Scope.Scope>
+  /**
+   * A new subscriber of `key`, registered until its mailbox closes: the client
+   * cancels its stream, it falls too far behind, or the hub shuts down. For
+   * adapters that hand the mailbox to a socket and hold no fiber per client.
+   */
+  readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber>
   /** Current subscribers of `key`. */
   readonly subscriberCount: (key: Event.ResourceKey) => Effect.Effect<number>
   /** Current subscribers over all records. */
@@ -135,7 +141,7 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
     // A record's topic lives from its first subscriber to its last, with its
     // heartbeat. Joining is one synchronous step, so first subscribers arriving
     // together always share one topic.
-    const join = (key: Event.ResourceKey, subscriber: Subscriber) =>
+    const register = (key: Event.ResourceKey, subscriber: Subscriber) =>
       Effect.suspend(() => {
         const existing = topics.get(key)
         if (existing !== undefined) {
@@ -163,16 +169,40 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
         return topic.scope === undefined ? count(-1) : Effect.zipRight(count(-1), Scope.close(topic.scope, Exit.void))
       })
 
+    // Mailboxes that close on their own (client gone, too slow) are released
+    // by one fiber for the whole hub, woken by a callback: no fiber per client.
+    let closed: Array<readonly [Event.ResourceKey, Subscriber]> = []
+    let wakeReaper: (() => void) | undefined
+    const reaped = Effect.async<void>((resume) => {
+      if (closed.length > 0) return resume(Effect.void)
+      wakeReaper = () => {
+        wakeReaper = undefined
+        resume(Effect.void)
+      }
+    })
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
+      reaped,
+      Effect.suspend(() => {
+        const batch = closed
+        closed = []
+        return Effect.forEach(batch, ([key, subscriber]) => leave(key, subscriber), { discard: true })
+      })
+    )))
+
+    const join = (key: Event.ResourceKey) =>
+      Effect.suspend(() => {
+        const subscriber = new Mailbox.Mailbox(capacity)
+        subscriber.onClose(() => {
+          closed.push([key, subscriber])
+          wakeReaper?.()
+        })
+        return Effect.as(register(key, subscriber), subscriber)
+      })
+
     return Hub.of({
       publish,
-      subscribe: (key) =>
-        Effect.acquireRelease(
-          Effect.suspend(() => {
-            const subscriber = new Mailbox.Mailbox(capacity)
-            return Effect.as(join(key, subscriber), subscriber)
-          }),
-          (subscriber) => leave(key, subscriber)
-        ),
+      join,
+      subscribe: (key) => Effect.acquireRelease(join(key), (subscriber) => leave(key, subscriber)),
       subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),
       totalSubscribers: Effect.sync(() => total),
       activeKeys: Effect.sync(() => topics.size)

@@ -11,7 +11,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
@@ -43,14 +42,15 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
     event: typeof Event.RealtimeEvent.Encoded
   ) => Effect.Effect<Published, RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey | RealtimeError.FrameTooLarge>
   /**
-   * Register a subscriber of `key` until the scope closes, primed with what it
-   * is owed after `lastEventId`. The low-level form of `subscribe`, for
-   * adapters that write frames to a socket themselves.
+   * Register a subscriber of `key`, primed with what it is owed after
+   * `lastEventId`, until its mailbox closes (`toReadableStream()` and cancel
+   * it, or `close()` it). The low-level form of `subscribe`, for adapters that
+   * write frames to a socket themselves and hold no fiber per client.
    */
   readonly open: (
     key: Event.ResourceKey,
     lastEventId?: string | undefined
-  ) => Effect.Effect<Hub.Subscriber, RealtimeError.InvalidLastEventId, Scope.Scope>
+  ) => Effect.Effect<Hub.Subscriber, RealtimeError.InvalidLastEventId>
   /**
    * The SSE bytes for one record: `:keepalive`, then what the client missed
    * after `lastEventId` (or one `saacms-resync` frame), then live frames.
@@ -95,13 +95,10 @@ export const make: Effect.Effect<
       return { key, id, seq: entry.seq }
     })
 
-  const open: Realtime["Type"]["open"] = (key, lastEventId) =>
-    Effect.gen(function*() {
-      const last = lastEventId === undefined ? undefined : yield* Event.decodeLastEventId(lastEventId)
-      // Gapless handoff: register for live frames first, then read the history;
-      // the subscriber drops live frames the history covered (by sequence number).
-      const subscriber = yield* hub.subscribe(key)
-      const since = yield* buffer.since(key, last)
+  // Gapless handoff: the subscriber is registered for live frames first, then
+  // the history is read; it drops live frames the history covered (by sequence number).
+  const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined) =>
+    Effect.map(buffer.since(key, last), (since) => {
       subscriber.begin(
         since.lastSeq,
         since._tag === "Resync"
@@ -111,9 +108,18 @@ export const make: Effect.Effect<
       return subscriber
     })
 
+  const lastId = (lastEventId: string | undefined) =>
+    lastEventId === undefined ? Effect.succeed(undefined) : Event.decodeLastEventId(lastEventId)
+
+  const open: Realtime["Type"]["open"] = (key, lastEventId) =>
+    Effect.flatMap(lastId(lastEventId), (last) =>
+      Effect.uninterruptible(Effect.flatMap(hub.join(key), (subscriber) => prime(subscriber, key, last))))
+
   const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId) =>
-    Stream.unwrapScoped(Effect.map(open(key, lastEventId), (subscriber) =>
-      Stream.repeatEffectOption(Effect.async<Uint8Array, Option.Option<never>>((resume) => {
+    Stream.unwrapScoped(Effect.gen(function*() {
+      const last = yield* lastId(lastEventId)
+      const subscriber = yield* Effect.flatMap(hub.subscribe(key), (subscriber) => prime(subscriber, key, last))
+      return Stream.repeatEffectOption(Effect.async<Uint8Array, Option.Option<never>>((resume) => {
         const take = () => {
           const chunk = subscriber.poll()
           if (chunk !== undefined) resume(Effect.succeed(chunk))
@@ -122,7 +128,8 @@ export const make: Effect.Effect<
         }
         take()
         return Effect.sync(() => subscriber.onWake(undefined))
-      }))))
+      }))
+    }))
 
   return Realtime.of({ publish, open, subscribe })
 })

@@ -9,12 +9,9 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Layer from "effect/Layer"
-import * as Scope from "effect/Scope"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
-import * as Mailbox from "./internal/mailbox.js"
 import * as Realtime from "./Realtime.js"
 
 /**
@@ -93,10 +90,12 @@ export const subscribe: Effect.Effect<
   const last = raw === undefined ? undefined : yield* Event.decodeLastEventId(raw)
   const realtime = yield* Realtime.Realtime
   const options = { contentType: Frame.headers["Content-Type"]!, headers: Frame.headers }
+  if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
   if (request.source instanceof Request) {
     // A server that speaks web Responses (Bun, workerd, web handlers) gets a
     // ReadableStream fed straight from the subscriber's mailbox.
-    return HttpServerResponse.raw(yield* webBody(realtime, key, last), options)
+    const subscriber = yield* realtime.open(key, last)
+    return HttpServerResponse.raw(subscriber.toReadableStream(), options)
   }
   return HttpServerResponse.stream(realtime.subscribe(key, last), options)
 }).pipe(
@@ -106,26 +105,6 @@ export const subscribe: Effect.Effect<
       Effect.succeed(errorResponse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`))
   })
 )
-
-/**
- * Open a subscription whose lifetime is the response body's: a fiber, asleep
- * until then, closes its scope when the body ends or the client goes away.
- */
-const webBody = (realtime: Realtime.Realtime["Type"], key: Event.ResourceKey, last: string | undefined) =>
-  Effect.uninterruptible(Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    const subscriber = yield* realtime.open(key, last).pipe(
-      Scope.extend(scope),
-      Effect.tapErrorCause(() => Scope.close(scope, Exit.void))
-    )
-    yield* Effect.forkDaemon(
-      Effect.async<void>((resume) => subscriber.onClose(() => resume(Effect.void))).pipe(
-        Effect.interruptible,
-        Effect.ensuring(Scope.close(scope, Exit.void))
-      )
-    )
-    return Mailbox.toReadableStream(subscriber)
-  }))
 
 /**
  * The subscribe route for an Effect app's router; requires `Realtime`.

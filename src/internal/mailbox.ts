@@ -1,7 +1,8 @@
 /**
  * One subscriber's bounded inbox of frames, filled synchronously by the hub's
- * fan-out and drained by whatever writes to the client (a web `ReadableStream`
- * or an Effect `Stream`). Pure data structure, no Effect.
+ * fan-out and drained by whatever writes to the client: a web `ReadableStream`
+ * (frames go straight into it while it has room, and are coalesced while the
+ * client is behind) or an Effect `Stream`. Pure data structure, no Effect.
  *
  * @internal
  */
@@ -20,6 +21,7 @@ export class Mailbox {
   private closed = false
   private overflowed = false
   private wake: (() => void) | undefined = undefined
+  private controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
   private closers: Array<() => void> = []
 
   constructor(private readonly capacity: number) {}
@@ -52,6 +54,7 @@ export class Mailbox {
   offer(message: Message): boolean {
     if (this.closed) return true
     if (this.early !== undefined) {
+      if (this.early.length >= this.capacity) return this.overflow()
       this.early.push(message)
       return true
     }
@@ -60,18 +63,25 @@ export class Mailbox {
       if (message.seq <= this.lastSeq) return true
       this.lastSeq = message.seq
     }
-    if (this.frames.length >= this.capacity) {
-      // No silent loss: stop at the last frame before the one we cannot hold.
-      this.overflowed = true
-      this.close()
-      return false
+    const controller = this.controller
+    if (controller !== undefined && this.frames.length === 0 && controller.desiredSize! > 0) {
+      try {
+        controller.enqueue(message.frame)
+      } catch {
+        // The runtime ended the stream before telling us (a failed write).
+        this.controller = undefined
+        this.close()
+      }
+      return true
     }
+    // No silent loss: stop at the last frame before the one we cannot hold.
+    if (this.frames.length >= this.capacity) return this.overflow()
     this.frames.push(message.frame)
     this.notify()
     return true
   }
 
-  /** Take the pending frames (coalesced into one chunk of at most 64 KiB unless one frame is larger). */
+  /** Take the pending frames, coalesced into one chunk of at most 64 KiB (or one larger frame). */
   poll(): Uint8Array | undefined {
     const frames = this.frames
     if (frames.length === 0) return undefined
@@ -95,7 +105,7 @@ export class Mailbox {
     return out
   }
 
-  /** Call `f` once, the next time a frame arrives or the mailbox closes. */
+  /** Call `f` once, the next time a frame is queued or the mailbox closes. */
   onWake(f: (() => void) | undefined): void {
     this.wake = f
   }
@@ -111,10 +121,45 @@ export class Mailbox {
     if (this.closed) return
     this.closed = true
     this.early = undefined
+    if (this.controller !== undefined && this.frames.length === 0) this.endStream()
     this.notify()
     const closers = this.closers
     this.closers = []
     for (const f of closers) f()
+  }
+
+  /** A web stream of this mailbox's frames; cancelling it closes the mailbox. */
+  toReadableStream(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.controller = controller
+      },
+      pull: (controller) => {
+        const chunk = this.poll()
+        if (chunk !== undefined) controller.enqueue(chunk)
+        if (this.done) this.endStream()
+      },
+      cancel: () => {
+        this.controller = undefined
+        this.close()
+      }
+    })
+  }
+
+  private overflow(): false {
+    this.overflowed = true
+    this.close()
+    return false
+  }
+
+  private endStream(): void {
+    const controller = this.controller
+    this.controller = undefined
+    try {
+      controller?.close()
+    } catch {
+      // Already closed or errored by the runtime: nothing left to end.
+    }
   }
 
   private notify(): void {
@@ -125,29 +170,3 @@ export class Mailbox {
     }
   }
 }
-
-/**
- * A web `ReadableStream` over a mailbox: frames are enqueued as they arrive
- * while the stream wants more, coalesced while the client is behind. Cancelling
- * the stream closes the mailbox.
- */
-export const toReadableStream = (mailbox: Mailbox): ReadableStream<Uint8Array> =>
-  new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const chunk = mailbox.poll()
-      if (chunk !== undefined) return controller.enqueue(chunk)
-      if (mailbox.done) return controller.close()
-      return new Promise<void>((resolve) => {
-        mailbox.onWake(() => {
-          const chunk = mailbox.poll()
-          if (chunk !== undefined) controller.enqueue(chunk)
-          else if (mailbox.done) controller.close()
-          resolve()
-        })
-      })
-    },
-    cancel() {
-      mailbox.onWake(undefined)
-      mailbox.close()
-    }
-  })
