@@ -4,14 +4,13 @@
  *
  * @since 0.1.0
  */
-import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Event from "./Event.js"
 import * as Hub from "./Hub.js"
@@ -88,18 +87,21 @@ export interface PluginDef {
 export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   const backend = Realtime.layerMemory.pipe(Layer.provide(RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options))))
   const runtime = ManagedRuntime.make(backend)
-  // The host routed the request; its path params arrive in the per-request context.
-  const app = Effect.flatMap(
-    Effect.serviceOption(RealtimeHttp.PathParams),
-    (params) => Effect.provideService(RealtimeHttp.subscribe, RealtimeHttp.PathParams, Option.getOrElse(params, () => ({})))
-  )
-  const web = HttpApp.toWebHandlerLayer(app, backend, { memoMap: runtime.memoMap })
   let stopped = false
 
   const run = <A, E>(effect: Effect.Effect<A, E, Realtime.Realtime | Hub.Hub>): Promise<A> =>
     runtime.runPromiseExit(effect).then((exit) =>
       Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
     )
+
+  // The host routed the request: its path params come from the context. The
+  // response body is fed by the subscriber's mailbox, so nothing waits per client.
+  const subscribe = (c: RealtimeRouteContext): Promise<Response> =>
+    run(RealtimeHttp.subscribe.pipe(
+      Effect.provideService(RealtimeHttp.PathParams, { collection: c.req.param("collection"), id: c.req.param("id") }),
+      Effect.provideService(HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(c.req.raw ?? new Request("http://localhost/"))),
+      Effect.map((response) => HttpServerResponse.toWeb(response))
+    ))
 
   return {
     name: "@saacms/plugin-realtime",
@@ -108,17 +110,14 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
       "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) =>
         stopped
           ? Promise.resolve(Response.json({ error: "stopped", message: "realtime plugin stopped" }, { status: 503 }))
-          : web.handler(
-            c.req.raw ?? new Request("http://localhost/"),
-            Context.make(RealtimeHttp.PathParams, { collection: c.req.param("collection"), id: c.req.param("id") })
-          )
+          : subscribe(c)
     },
     services: {
       realtime: {
         publish: (event) => run(Effect.flatMap(Realtime.Realtime, (realtime) => realtime.publish(event))),
         stop: () => {
           stopped = true
-          return Promise.all([web.dispose(), runtime.dispose()]).then(() => undefined)
+          return runtime.dispose()
         },
         __subscriberCount: (slug, id) =>
           runtime.runSync(
