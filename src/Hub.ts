@@ -180,14 +180,14 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
         resume(Effect.void)
       }
     })
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
+    yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.zipRight(
       reaped,
       Effect.suspend(() => {
         const batch = closed
         closed = []
         return Effect.forEach(batch, ([key, subscriber]) => leave(key, subscriber), { discard: true })
       })
-    )))
+    ))))
 
     const join = (key: Event.ResourceKey) =>
       Effect.suspend(() => {
