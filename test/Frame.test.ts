@@ -4,7 +4,7 @@ import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import type * as Event from "../src/Event.js"
 import * as Frame from "../src/Frame.js"
-import * as Frames from "./utils/frames.js"
+import * as Sse from "./utils/sse.js"
 
 const decoder = new TextDecoder()
 const encode = (event: Event.RealtimeEvent, id: string) => decoder.decode(Either.getOrThrow(Frame.encode(event, id)))
@@ -37,7 +37,7 @@ describe("Frame", () => {
   it("every frame parses back to exactly the event (one event, same id and data)", () => {
     for (const [event] of table) {
       const id = event.type === "deleted" ? "E" : event.etag!
-      const parsed = Frames.events(encode(event, id))
+      const parsed = Sse.parse(encode(event, id))
       assert.strictEqual(parsed.length, 1)
       assert.strictEqual(parsed[0]!.event, event.type)
       assert.strictEqual(parsed[0]!.id, id)

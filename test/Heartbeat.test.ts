@@ -7,7 +7,7 @@ import * as TestClock from "effect/TestClock"
 import * as Heartbeat from "../src/Heartbeat.js"
 import * as Hub from "../src/Hub.js"
 import * as Realtime from "../src/Realtime.js"
-import * as Frames from "./utils/frames.js"
+import * as Sse from "./utils/sse.js"
 import { awaitSubscribers, key, memory } from "./utils/layers.js"
 
 const posts1 = key("posts", "1")
@@ -21,7 +21,7 @@ const collect = (k = posts1) =>
       Effect.fork
     )
     yield* awaitSubscribers(k, 1)
-    return { fiber, text: Effect.map(Ref.get(chunks), Frames.text) }
+    return { fiber, text: Effect.map(Ref.get(chunks), Sse.text) }
   })
 
 describe("Heartbeat", () => {

@@ -4,7 +4,7 @@ import * as Schedule from "effect/Schedule"
 import { Hono } from "hono"
 import { realtime } from "../src/index.js"
 import type * as Plugin from "../src/Plugin.js"
-import * as Frames from "./utils/frames.js"
+import * as Sse from "./utils/sse.js"
 
 const route = "GET /api/saacms/v1/:collection/:id/subscribe" as const
 
@@ -90,9 +90,9 @@ describe("Plugin", () => {
           Effect.promise(async () => app.request(path, { headers }))
         const done = (text: string) => text.includes("v3")
         const byHeader = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe?lastEventId=v1", { "Last-Event-ID": "v2" }), (r) => readUntil(r, done))
-        assert.deepStrictEqual(Frames.events(byHeader.text).map((e) => e.id), ["v3"])
+        assert.deepStrictEqual(Sse.parse(byHeader.text).map((e) => e.id), ["v3"])
         const byQuery = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe?lastEventId=v2"), (r) => readUntil(r, done))
-        assert.deepStrictEqual(Frames.events(byQuery.text).map((e) => e.id), ["v3"])
+        assert.deepStrictEqual(Sse.parse(byQuery.text).map((e) => e.id), ["v3"])
         // v1 was evicted (two events kept): one resync frame with the newest id.
         const evicted = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe", { "Last-Event-ID": "v1" }), (r) => readUntil(r, done))
         assert.strictEqual(evicted.text, ":keepalive\n\nevent: saacms-resync\nid: v3\ndata: {\"reason\":\"buffer-miss\"}\n\n")
@@ -146,7 +146,7 @@ describe("Plugin", () => {
       for (const reader of readers) {
         const result = yield* reader.await.pipe(Effect.flatten)
         assert.isTrue(result.ended)
-        assert.deepStrictEqual(Frames.events(result.text).map((e) => e.event), ["deleted", "changed"])
+        assert.deepStrictEqual(Sse.parse(result.text).map((e) => e.event), ["deleted", "changed"])
       }
       const after = yield* Effect.promise(async () => app.request("/api/saacms/v1/posts/1/subscribe"))
       assert.strictEqual(after.status, 503)
@@ -163,6 +163,6 @@ describe("Plugin", () => {
           yield* Effect.promise(() => b.services.realtime.publish({ type: "deleted", slug: "posts", id: "1" }))
           yield* Effect.promise(() => a.services.realtime.publish({ type: "changed", slug: "posts", id: "1", record: 1, etag: "a" }))
           const { text } = yield* reading.await.pipe(Effect.flatten)
-          assert.deepStrictEqual(Frames.events(text).map((e) => e.event), ["changed"])
+          assert.deepStrictEqual(Sse.parse(text).map((e) => e.event), ["changed"])
         }))))
 })

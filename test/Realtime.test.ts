@@ -13,7 +13,7 @@ import * as Heartbeat from "../src/Heartbeat.js"
 import * as Hub from "../src/Hub.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReplayBuffer from "../src/ReplayBuffer.js"
-import * as Frames from "./utils/frames.js"
+import * as Sse from "./utils/sse.js"
 import { awaitSubscribers, key, memory } from "./utils/layers.js"
 
 const posts1 = key("posts", "1")
@@ -29,10 +29,10 @@ const collectUntil = (lastEventId: string | undefined, untilId: string) =>
     return realtime.subscribe(posts1, lastEventId).pipe(
       Stream.takeUntil((chunk) => {
         text += decoder.decode(chunk)
-        return Frames.events(text).some((event) => event.id === untilId)
+        return Sse.parse(text).some((event) => event.id === untilId)
       }),
       Stream.runCollect,
-      Effect.map((chunks) => Frames.parse(Chunk.toReadonlyArray(chunks)))
+      Effect.map((chunks) => Sse.items(Chunk.toReadonlyArray(chunks)))
     )
   })
 
@@ -123,18 +123,18 @@ describe("Realtime", () => {
       const slowPull = yield* Stream.toPull(realtime.subscribe(posts1))
       const opening = yield* slowPull
       yield* awaitSubscribers(posts1, 2)
-      assert.strictEqual(Frames.text(opening), ":keepalive\n\n")
+      assert.strictEqual(Sse.text(opening), ":keepalive\n\n")
       const ids: Array<string> = []
       // The fast subscriber gets to run between publishes; the slow one is not pulled.
       const publish = (n: number, etag?: string) =>
         Effect.tap(realtime.publish(changed(n, etag)), (p) => Effect.zipRight(Effect.sync(() => ids.push(p.id)), Effect.repeatN(Effect.yieldNow(), 3)))
       for (let n = 1; n <= 10; n++) yield* publish(n)
-      const first = Frames.events(Chunk.toReadonlyArray(yield* slowPull))
+      const first = Sse.parse(Chunk.toReadonlyArray(yield* slowPull))
       assert.deepStrictEqual(first.map((e) => e.id), ids)
       // 16 frames of queue: publishing 490 more overflows the slow subscriber.
       for (let n = 11; n <= 500; n++) yield* publish(n, n === 500 ? "last" : undefined)
       // It gets the frames its mailbox held (no hole), then its stream ends ...
-      const held = Frames.events(Chunk.toReadonlyArray(yield* slowPull))
+      const held = Sse.parse(Chunk.toReadonlyArray(yield* slowPull))
       assert.deepStrictEqual(held.map((e) => e.id), ids.slice(10, 26))
       const end = yield* Effect.flip(slowPull)
       assert.isTrue(Option.isNone(end))

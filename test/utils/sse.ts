@@ -30,23 +30,46 @@ export interface Received {
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
 
-/** Parse a whole SSE text or byte sequence into events and comments. */
-export const parseAll = (input: Uint8Array | string): {
+/** SSE input: a whole text, bytes, or byte chunks in order. */
+export type Input = string | Uint8Array | Iterable<Uint8Array>
+
+/** One parsed item, in stream order: an event, or a comment (`:keepalive` → `"keepalive"`). */
+export type Item = { readonly _tag: "event"; readonly message: SseEvent } | { readonly _tag: "comment"; readonly text: string }
+
+/** Decode SSE input to text. */
+export const text = (input: Input): string => {
+  if (typeof input === "string") return input
+  if (input instanceof Uint8Array) return decoder.decode(input)
+  let out = ""
+  for (const chunk of input) out += decoder.decode(chunk, { stream: true })
+  return out
+}
+
+/** Parse SSE input into its events and comments, in order. */
+export const items = (input: Input): Array<Item> => {
+  const out: Array<Item> = []
+  const parser = createParser({
+    onEvent: (message) => out.push({ _tag: "event", message: { event: message.event, id: message.id, data: message.data } }),
+    onComment: (comment) => out.push({ _tag: "comment", text: comment })
+  })
+  parser.feed(text(input))
+  return out
+}
+
+/** Parse SSE input into events and comments. */
+export const parseAll = (input: Input): {
   readonly events: Array<SseEvent>
   readonly comments: Array<string>
 } => {
-  const events: Array<SseEvent> = []
-  const comments: Array<string> = []
-  const parser = createParser({
-    onEvent: (message) => events.push({ event: message.event, id: message.id, data: message.data }),
-    onComment: (comment) => comments.push(comment)
-  })
-  parser.feed(typeof input === "string" ? input : decoder.decode(input))
-  return { events, comments }
+  const parsed = items(input)
+  return {
+    events: parsed.flatMap((item) => item._tag === "event" ? [item.message] : []),
+    comments: parsed.flatMap((item) => item._tag === "comment" ? [item.text] : [])
+  }
 }
 
-/** Parse a whole SSE text or byte sequence into its events. */
-export const parse = (input: Uint8Array | string): Array<SseEvent> => parseAll(input).events
+/** Parse SSE input into its events. */
+export const parse = (input: Input): Array<SseEvent> => parseAll(input).events
 
 /** UTF-8 bytes of `text`, for byte-for-byte comparisons. */
 export const bytes = (text: string): Uint8Array => encoder.encode(text)
