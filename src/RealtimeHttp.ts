@@ -35,6 +35,20 @@ export const path = "/api/saacms/v1/:collection/:id/subscribe" as const
 export const routerConfig: { readonly maxParamLength: number } = { maxParamLength: 1024 }
 
 /**
+ * `true` for requests to the subscribe route. A subscribe request's fiber and
+ * span stay reachable for as long as its stream is open, so hosts that trace
+ * requests can leave these out:
+ * `server.pipe(HttpMiddleware.withTracerDisabledWhen(RealtimeHttp.isSubscribeRequest))`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const isSubscribeRequest = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  const end = request.url.indexOf("?")
+  return (end === -1 ? request.url : request.url.slice(0, end)).endsWith("/subscribe")
+}
+
+/**
  * The path parameters of one subscribe request, however the host routed it.
  *
  * @since 0.1.0

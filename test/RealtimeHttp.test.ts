@@ -4,6 +4,7 @@
  * with `fetch` and compared byte for byte.
  */
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -267,4 +268,14 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       assert.strictEqual(yield* hub.subscriberCount(k1), 0)
       assert.strictEqual(yield* hub.activeKeys, 0)
     }).pipe(Effect.scoped, Effect.provide(App)))
+})
+
+describe("RealtimeHttp.isSubscribeRequest", () => {
+  it("tells subscribe requests from the rest, query or not", () => {
+    const request = (url: string) => HttpServerRequest.fromWeb(new Request(`http://localhost${url}`))
+    assert.isTrue(RealtimeHttp.isSubscribeRequest(request("/api/saacms/v1/posts/1/subscribe")))
+    assert.isTrue(RealtimeHttp.isSubscribeRequest(request("/api/saacms/v1/posts/1/subscribe?lastEventId=v1")))
+    assert.isFalse(RealtimeHttp.isSubscribeRequest(request("/api/saacms/v1/posts/1")))
+    assert.isFalse(RealtimeHttp.isSubscribeRequest(request("/api/saacms/v1/posts/1?x=/subscribe")))
+  })
 })

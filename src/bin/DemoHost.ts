@@ -4,6 +4,7 @@
  * change, and the subscribe route. Not part of the package exports.
  */
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
@@ -104,5 +105,6 @@ export const routes = Layer.mergeAll(
 /** The whole demo app for a server layer to run (`HttpServer` still to provide). */
 export const layer = HttpLayerRouter.serve(routes, { routerConfig: RealtimeHttp.routerConfig }).pipe(
   Layer.provide(Layer.merge(RecordStore.Default, Realtime.layerMemory)),
-  Layer.provide(RealtimeConfig.layerConfig)
+  Layer.provide(RealtimeConfig.layerConfig),
+  HttpMiddleware.withTracerDisabledWhen(RealtimeHttp.isSubscribeRequest)
 )
