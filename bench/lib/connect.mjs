@@ -1,0 +1,31 @@
+/** Open many subscribers with bounded concurrency. */
+import { Plan } from "./plan.mjs"
+import { Subscriber } from "./subscriber.mjs"
+
+const concurrency = 200
+const timeoutMs = 20_000
+
+/**
+ * Subscribe `count` clients, client `i` to key `keyOf(i)`. Resolves with the
+ * subscribers whose stream started; `failed` counts the others.
+ */
+export const connect = async ({ port, count, keyOf, plan, ledger }) => {
+  const subscribers = []
+  let failed = 0
+  let firstError
+  let next = 0
+  const worker = async () => {
+    while (next < count) {
+      const key = keyOf(next++)
+      try {
+        const subscriber = new Subscriber(key, plan, ledger)
+        subscribers.push(await subscriber.open(port, `/api/saacms/v1/${Plan.path(key)}/subscribe`, timeoutMs))
+      } catch (error) {
+        failed++
+        firstError ??= error.message
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
+  return { subscribers, failed, firstError }
+}

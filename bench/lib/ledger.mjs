@@ -1,0 +1,63 @@
+/**
+ * Counters shared by every subscriber of a run: frames delivered, HTTP chunks
+ * they came in (how many frames the server wrote together), latency
+ * samples while a latency phase records them, and a wait for a delivery target
+ * that gives up when deliveries stall.
+ */
+export class Ledger {
+  constructor() {
+    this.count = 0
+    this.chunks = 0
+    this.recordingLatency = false
+    this.latencies = new Float64Array(1024)
+    this.latencyCount = 0
+    this.target = Infinity
+    this.reached = undefined
+  }
+
+  /** One frame arrived; `latency` (ms) counts only while recording. */
+  delivered(latency) {
+    if (this.recordingLatency) {
+      if (this.latencyCount === this.latencies.length) {
+        const grown = new Float64Array(this.latencies.length * 2)
+        grown.set(this.latencies)
+        this.latencies = grown
+      }
+      this.latencies[this.latencyCount++] = latency
+    }
+    if (++this.count === this.target) this.reached()
+  }
+
+  /** The latency samples recorded so far. */
+  samples() {
+    return this.latencies.subarray(0, this.latencyCount)
+  }
+
+  /**
+   * Resolve when `target` frames have been delivered in total (with the time it
+   * happened), or when no frame arrived for `stallMs` (`reached: false`).
+   */
+  until(target, stallMs) {
+    return new Promise((resolve) => {
+      let last = this.count
+      let lastProgress = performance.now()
+      const finish = (reached) => {
+        clearInterval(watchdog)
+        this.target = Infinity
+        this.reached = undefined
+        resolve({ reached, at: performance.now() })
+      }
+      const watchdog = setInterval(() => {
+        if (this.count !== last) {
+          last = this.count
+          lastProgress = performance.now()
+        } else if (performance.now() - lastProgress > stallMs) {
+          finish(false)
+        }
+      }, Math.min(250, stallMs))
+      if (this.count >= target) return finish(true)
+      this.target = target
+      this.reached = () => finish(true)
+    })
+  }
+}

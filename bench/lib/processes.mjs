@@ -1,0 +1,92 @@
+/**
+ * Child processes of the orchestrator: bench servers (Bun) and the load client
+ * (Node). Every child is tracked by PID and ended by PID, with a timeout.
+ */
+import { spawn } from "node:child_process"
+import net from "node:net"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url))
+const children = new Set()
+
+/** End every child still running (on the orchestrator's own exit). */
+export const killChildren = () => {
+  for (const child of children) child.kill("SIGKILL")
+}
+
+const track = (command, args) => {
+  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+  children.add(child)
+  child.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(signal ?? code)))
+  child.exited.then(() => children.delete(child))
+  return child
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export const freePort = () =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+
+/**
+ * Start `bench/servers/<variant>.ts`; resolves with the child once it prints
+ * `READY <port>`. The child keeps the tail of its stderr in `stderrTail`.
+ */
+export const startServer = (variant, port, timeoutMs = 30_000) => {
+  const child = track(bun, [`bench/servers/${variant}.ts`, String(port)])
+  child.stderrTail = ""
+  child.stderr.on("data", (chunk) => {
+    child.stderrTail = (child.stderrTail + chunk).slice(-2_000)
+  })
+  return new Promise((resolve, reject) => {
+    const fail = async (reason) => {
+      clearTimeout(timer)
+      await stop(child)
+      reject(new Error(`${variant} server ${reason}${child.stderrTail === "" ? "" : `: ${child.stderrTail.trim()}`}`))
+    }
+    const timer = setTimeout(() => fail(`not ready within ${timeoutMs} ms`), timeoutMs)
+    let stdout = ""
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk
+      if (/^READY \d+$/m.test(stdout)) {
+        clearTimeout(timer)
+        resolve(child)
+      }
+    })
+    child.exited.then((code) => fail(`exited (${code})`))
+  })
+}
+
+/** End a child: SIGTERM, then SIGKILL after `graceMs`. */
+export const stop = async (child, graceMs = 3_000) => {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  child.kill("SIGTERM")
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs)
+  await child.exited
+  clearTimeout(timer)
+}
+
+/** Run the load client with `config`; resolves with the JSON it prints. */
+export const runClient = (config, timeoutMs) => {
+  const child = track(process.execPath, ["--max-old-space-size=4096", "bench/client.mjs", JSON.stringify(config)])
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", (chunk) => {
+    stdout += chunk
+  })
+  child.stderr.on("data", (chunk) => {
+    stderr = (stderr + chunk).slice(-2_000)
+  })
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+  return child.exited.then((code) => {
+    clearTimeout(timer)
+    if (code !== 0) throw new Error(`client ${code === "SIGKILL" ? `timed out after ${timeoutMs} ms` : `exited (${code})`}: ${stderr.trim()}`)
+    return JSON.parse(stdout.trim().split("\n").pop())
+  })
+}
