@@ -82,6 +82,12 @@ export interface Driver {
   readonly entries: (key: Event.ResourceKey) => Effect.Effect<ReadonlyArray<Entry>>
   /** Keep at most `maxEvents` entries of `key`, none appended before `minAt`. */
   readonly trim: (key: Event.ResourceKey, maxEvents: number, minAt: number) => Effect.Effect<void>
+  /**
+   * Drop the entries appended before `minAt` of one record other than those
+   * just touched, taking records in turn, so that records nobody publishes to
+   * or reads age out too while others are published. No timer runs.
+   */
+  readonly sweep: (minAt: number) => Effect.Effect<void>
 }
 
 /**
@@ -95,6 +101,7 @@ export const make = (driver: Driver): Effect.Effect<ReplayBuffer["Type"]> =>
     const maxAgeMs = Duration.toMillis(config.maxAge)
     const trim = (key: Event.ResourceKey) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => driver.trim(key, config.maxEvents, now - maxAgeMs))
+    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) => driver.sweep(now - maxAgeMs))
 
     return ReplayBuffer.of({
       append: (key, { frame, id }) =>
@@ -103,6 +110,7 @@ export const make = (driver: Driver): Effect.Effect<ReplayBuffer["Type"]> =>
           const entry: Entry = { seq: (head?.seq ?? 0) + 1, id, frame, at: yield* Clock.currentTimeMillis }
           yield* driver.append(key, entry)
           yield* trim(key)
+          yield* sweep
           return entry
         }),
       since: (key, lastEventId) =>
@@ -135,6 +143,8 @@ export const make = (driver: Driver): Effect.Effect<ReplayBuffer["Type"]> =>
  * The in-memory driver: one ring buffer per record. A record's head (sequence
  * number and id of its newest event, a few dozen bytes) stays after its
  * entries age out, so a live subscriber never sees a sequence number reused.
+ * Each append sweeps one record, in turn, so buffered frames age out on every
+ * record while the process publishes.
  *
  * @since 0.1.0
  * @category constructors
@@ -159,6 +169,16 @@ export const makeMemoryDriver = (maxEvents: number): Driver => {
     trim: (key, _maxEvents, minAt) =>
       Effect.sync(() => {
         records.get(key)?.ring.dropWhile((entry) => entry.at < minAt)
+      }),
+    sweep: (minAt) =>
+      Effect.sync(() => {
+        const first = records.entries().next()
+        if (first.done === true) return
+        const [key, record] = first.value
+        record.ring.dropWhile((entry) => entry.at < minAt)
+        // Rotate: the next sweep takes the next record.
+        records.delete(key)
+        records.set(key, record)
       })
   }
 }

@@ -112,4 +112,21 @@ describe("ReplayBuffer", () => {
       yield* appendAll(["b"])
       assert.strictEqual(yield* buffer.size(key), 1)
     }).pipe(Effect.provide(layer({ retention: { maxAgeMs: 1000 } }))))
+
+  it.effect("records nobody touches age out as others are published (no timer)", () =>
+    Effect.gen(function*() {
+      const driver = ReplayBuffer.makeMemoryDriver(100)
+      const buffer = yield* ReplayBuffer.make(driver)
+      yield* buffer.append(key, { id: "a", frame })
+      yield* buffer.append(other, { id: "b", frame })
+      assert.strictEqual((yield* driver.entries(key)).length, 1)
+      yield* TestClock.adjust("61 minutes")
+      // Each append sweeps one record in turn: the next two reach both.
+      yield* buffer.append(other, { id: "c", frame })
+      yield* buffer.append(other, { id: "d", frame })
+      assert.deepStrictEqual(yield* driver.entries(key), [])
+      assert.deepStrictEqual((yield* driver.entries(other)).map((e) => e.id), ["c", "d"])
+      // The record's newest id still resolves: a client that saw it missed nothing.
+      assert.deepStrictEqual(yield* buffer.since(key, "a"), { _tag: "Replay", entries: [], lastSeq: 1 })
+    }))
 })
