@@ -1,8 +1,8 @@
 /**
  * One subscriber's bounded inbox of frames, filled synchronously by the hub's
  * fan-out and drained by whatever writes to the client: a web `ReadableStream`
- * (frames go straight into it while it has room, and are coalesced while the
- * client is behind) or an Effect `Stream`. Pure data structure, no Effect.
+ * (frames go straight into its queue) or an Effect `Stream` (frames wait here
+ * and are taken coalesced). Pure data structure, no Effect.
  *
  * @internal
  */
@@ -64,7 +64,9 @@ export class Mailbox {
       this.lastSeq = message.seq
     }
     const controller = this.controller
-    if (controller !== undefined && this.frames.length === 0 && controller.desiredSize! > 0) {
+    if (controller !== undefined) {
+      // The stream's own queue holds what the socket has not taken yet.
+      if (controller.desiredSize! <= -this.capacity) return this.overflow()
       try {
         controller.enqueue(message.frame)
       } catch {
@@ -121,23 +123,24 @@ export class Mailbox {
     if (this.closed) return
     this.closed = true
     this.early = undefined
-    if (this.controller !== undefined && this.frames.length === 0) this.endStream()
+    if (this.controller !== undefined) this.endStream()
     this.notify()
     const closers = this.closers
     this.closers = []
     for (const f of closers) f()
   }
 
-  /** A web stream of this mailbox's frames; cancelling it closes the mailbox. */
+  /**
+   * A web stream of this mailbox's frames; cancelling it closes the mailbox.
+   * Frames go straight into the stream's queue (the runtime writes what has
+   * queued up together), at most `capacity` of them waiting.
+   */
   toReadableStream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
-        this.controller = controller
-      },
-      pull: (controller) => {
-        const chunk = this.poll()
-        if (chunk !== undefined) controller.enqueue(chunk)
-        if (this.done) this.endStream()
+        for (let chunk = this.poll(); chunk !== undefined; chunk = this.poll()) controller.enqueue(chunk)
+        if (this.closed) controller.close()
+        else this.controller = controller
       },
       cancel: () => {
         this.controller = undefined
