@@ -19,17 +19,11 @@ export class Mailbox {
   private early: Array<Message> | undefined = []
   private lastSeq = 0
   private closed = false
-  private overflowed = false
   private wake: (() => void) | undefined = undefined
   private controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
-  private closers: Array<() => void> = []
+  private closer: (() => void) | undefined = undefined
 
   constructor(private readonly capacity: number) {}
-
-  /** `true` once the subscriber fell more than `capacity` frames behind. */
-  get tooSlow(): boolean {
-    return this.overflowed
-  }
 
   /** `true` when no frame is pending and none will come. */
   get done(): boolean {
@@ -112,10 +106,10 @@ export class Mailbox {
     this.wake = f
   }
 
-  /** Call `f` once when the mailbox closes (now, if it already has). */
+  /** Call `f` once when the mailbox closes (now, if it already has); replaces an earlier `f`. */
   onClose(f: () => void): void {
     if (this.closed) f()
-    else this.closers.push(f)
+    else this.closer = f
   }
 
   /** No more frames will be accepted; pending ones can still be polled. */
@@ -125,9 +119,9 @@ export class Mailbox {
     this.early = undefined
     if (this.controller !== undefined) this.endStream()
     this.notify()
-    const closers = this.closers
-    this.closers = []
-    for (const f of closers) f()
+    const closer = this.closer
+    this.closer = undefined
+    closer?.()
   }
 
   /**
@@ -150,7 +144,6 @@ export class Mailbox {
   }
 
   private overflow(): false {
-    this.overflowed = true
     this.close()
     return false
   }
