@@ -146,6 +146,25 @@ describe("Realtime", () => {
       assert.deepStrictEqual(replay.flatMap((i) => i._tag === "event" ? [i.message.id] : []), ids.slice(26))
     }).pipe(Effect.provide(memory({ queueCapacity: 16, retention: { maxEvents: 1000 } }))))
 
+  it.effect("a web stream that is not read ends after queueCapacity frames and its subscriber is released", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const hub = yield* Hub.Hub
+      const subscriber = yield* realtime.open(posts1)
+      const stream = subscriber.toReadableStream()
+      assert.strictEqual(yield* hub.subscriberCount(posts1), 1)
+      const ids: Array<string> = []
+      for (let n = 1; n <= 10; n++) ids.push((yield* realtime.publish(changed(n))).id)
+      // Nothing read yet: the stream holds its opening and 4 frames, then ended.
+      const text = yield* Effect.promise(() => new Response(stream).text())
+      assert.deepStrictEqual(Sse.parse(text).map((e) => e.id), ids.slice(0, 4))
+      assert.isTrue(text.startsWith(":keepalive\n\n"))
+      yield* awaitSubscribers(posts1, 0)
+      // The client reconnects from the last frame it got and misses nothing.
+      const replay = yield* collectUntil(ids[3], ids[9]!)
+      assert.deepStrictEqual(replay.flatMap((i) => i._tag === "event" ? [i.message.id] : []), ids.slice(4))
+    }).pipe(Effect.provide(memory({ queueCapacity: 4 }))))
+
   it.scoped("bad input is rejected with a typed error and changes nothing", () =>
     Effect.gen(function*() {
       const realtime = yield* Realtime.Realtime
