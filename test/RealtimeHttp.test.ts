@@ -80,6 +80,17 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       assert.strictEqual(yield* Effect.flatMap(Heartbeat.Heartbeat, (heartbeat) => heartbeat.active), 1)
     }).pipe(Effect.scoped, Effect.provide(App)))
 
+  it.live("answers HEAD with the SSE headers and no body, and registers nothing", () =>
+    Effect.gen(function*() {
+      const url = `${yield* Server.baseUrl}${subscribePath("posts", "1")}`
+      const response = yield* Effect.tryPromise(() => fetch(url, { method: "HEAD" })).pipe(Effect.orDie)
+      assert.strictEqual(response.status, 200)
+      assert.strictEqual(response.headers.get("content-type"), "text/event-stream")
+      assert.strictEqual(yield* Effect.promise(() => response.text()), "")
+      const hub = yield* Hub.Hub
+      assert.strictEqual(yield* hub.totalSubscribers, 0)
+    }).pipe(Effect.scoped, Effect.provide(App)))
+
   it.live("writes the exact frames of a published `changed` (with etag) and `deleted`", () =>
     Effect.gen(function*() {
       const { reader } = yield* subscribe(subscribePath("posts", "1"))
