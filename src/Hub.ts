@@ -8,6 +8,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Exit from "effect/Exit"
@@ -104,6 +105,7 @@ interface Topic {
 export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
   Effect.gen(function*() {
     const heartbeat = yield* Heartbeat.Heartbeat
+    const hubScope = yield* Effect.scope
     const topics = new Map<Event.ResourceKey, Topic>()
     let total = 0
 
@@ -152,7 +154,8 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
         topics.set(key, topic)
         return Effect.zipRight(
           count(1),
-          Effect.flatMap(Scope.make(), (scope) => {
+          // A child of the hub's scope: shutdown stops every heartbeat too.
+          Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
             topic.scope = scope
             return Scope.extend(heartbeat.keep(publish(key, keepalive)), scope)
           })

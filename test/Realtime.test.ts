@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -217,16 +218,24 @@ describe("Realtime", () => {
       assert.strictEqual(yield* hub.activeKeys, 0)
     }).pipe(Effect.provide(memory())))
 
-  it.effect("shutdown ends every open stream cleanly", () =>
+  it.effect("shutdown ends every open stream cleanly and stops every heartbeat", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(memory(), scope)
       const subscribers = yield* Effect.forkAll([posts1, posts1, key("posts", "2")].map((k) =>
         Effect.flatMap(Realtime.Realtime, (realtime) => Stream.runCollect(realtime.subscribe(k)))
       )).pipe(Effect.provide(context))
+      const web = yield* Effect.flatMap(Realtime.Realtime, (realtime) => realtime.open(key("posts", "3"))).pipe(
+        Effect.provide(context)
+      )
+      const body = web.toReadableStream()
       yield* Effect.all([awaitSubscribers(posts1, 2), awaitSubscribers(key("posts", "2"), 1)]).pipe(Effect.provide(context))
+      const heartbeat = Context.get(context, Heartbeat.Heartbeat)
+      assert.strictEqual(yield* heartbeat.active, 3)
       yield* Scope.close(scope, Exit.void)
       const results = yield* Fiber.await(subscribers)
       assert.isTrue(Exit.isSuccess(results))
+      assert.strictEqual(yield* Effect.promise(() => new Response(body).text()), ":keepalive\n\n")
+      assert.strictEqual(yield* heartbeat.active, 0)
     }))
 })
