@@ -6,10 +6,13 @@
  * server CPU time per delivered frame, from the first publish until the last
  * frame arrived.
  *
- * Ingress phase, last (warm): the same number of publishes to records nobody
- * watches; measures the server's CPU per publish
- * (the bench's HTTP ingress plus buffering, no fan-out), so that
- * `fanoutCpuPerFrameUs` can leave it out: (burst CPU − publishes × ingress) / frames.
+ * Ingress phase, last (warm, same server process): as many publishes as the
+ * throughput phase made, of the same size, over the same lanes and with the
+ * same pipelining, to records nobody watches (ids `k<keys>` … `k<2 × keys − 1>`);
+ * measures the server's CPU per publish (the bench's HTTP publish route plus
+ * the publish itself with no subscriber to fan out to), so that
+ * `fanoutCpuPerFrameUs` can leave it out:
+ * (throughput CPU − publishes × ingress µs/publish) / frames delivered.
  *
  * Latency phase: up to `latencyEvents` lone publishes (at most
  * `latencySeconds`), each awaited by every subscriber of its key, then `gapMs`
@@ -36,17 +39,18 @@ export const fanout = async (config) => {
 
   const throughput = await burst(publisher, plan, ledger, perKey, config)
   const latency = await lone(publisher, plan, ledger, perKey, config)
-  const ingress = await ingressOnly(config)
-  throughput.ingressUsPerPublish = ingress
-  throughput.fanoutCpuPerFrameUs = throughput.delivered === 0
+  const ingress = await ingressOnly(config, throughput.events)
+  throughput.ingress = ingress
+  throughput.ingressUsPerPublish = ingress.usPerPublish
+  throughput.fanoutCpuPerFrameUs = throughput.delivered === 0 || ingress.usPerPublish === null
     ? null
-    : Math.max(0, throughput.cpuSeconds * 1e6 - throughput.events * ingress) / throughput.delivered
+    : Math.max(0, throughput.cpuSeconds * 1e6 - throughput.events * ingress.usPerPublish) / throughput.delivered
   const check = summarize(subscribers, publisher.sent)
 
   publisher.close()
   for (const subscriber of subscribers) subscriber.close()
   const pass = failed === 0 && throughput.reached && latency.timeouts === 0 && publisher.errors === 0 &&
-    check.complete === check.subscribers && check.ended === 0
+    ingress.errors === 0 && check.complete === check.subscribers && check.ended === 0
   return {
     connected: subscribers.length, failed, firstError,
     throughput, latency, check,
@@ -55,17 +59,27 @@ export const fanout = async (config) => {
   }
 }
 
-/** Server CPU µs per publish to records with no subscribers (keys `keys` … `2 × keys − 1`). */
-const ingressOnly = async ({ port, pid, keys, events, size, depth, burstSeconds }) => {
+/**
+ * Server CPU per publish to records with no subscribers (keys `keys` … `2 × keys − 1`,
+ * each on the lane its key `n % keys` used in the throughput phase): `publishes`
+ * publishes, the number the throughput phase made.
+ */
+const ingressOnly = async ({ port, pid, keys, size, depth, burstSeconds }, publishes) => {
   const publisher = await Publisher.open(port, Math.min(keys, 4), depth)
   const cpuBefore = cpuSeconds(pid)
-  const deadline = performance.now() + burstSeconds * 1000
+  const start = performance.now()
+  const deadline = start + burstSeconds * 1000
   let n = 0
-  for (; n < events && performance.now() < deadline; n++) await publisher.publish(n, keys + (n % keys), size)
+  for (; n < publishes && performance.now() < deadline; n++) await publisher.publish(n, keys + (n % keys), size)
   await publisher.drain()
   const cpu = cpuSeconds(pid) - cpuBefore
+  const seconds = (performance.now() - start) / 1000
   publisher.close()
-  return n === 0 ? 0 : (cpu / n) * 1e6
+  return {
+    events: n, seconds, cpuSeconds: cpu,
+    usPerPublish: n === 0 ? null : (cpu / n) * 1e6,
+    errors: publisher.errors, firstError: publisher.firstError
+  }
 }
 
 /** Frames owed to the subscribers for the first `published` events. */

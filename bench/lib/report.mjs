@@ -20,6 +20,8 @@ const problems = (result) => {
   const out = []
   if (result.failed > 0) out.push(`${result.failed} not connected (${result.firstError})`)
   if (result.publishErrors > 0) out.push(`${result.publishErrors} publish errors (${result.firstPublishError})`)
+  const ingress = result.throughput?.ingress
+  if (ingress?.errors > 0) out.push(`${ingress.errors} ingress-phase publish errors (${ingress.firstError})`)
   const check = result.check
   if (check !== undefined) {
     if (check.complete < check.subscribers) out.push(`${check.subscribers - check.complete} incomplete`)
@@ -41,7 +43,7 @@ const verdict = (result) => {
 
 const rowsByKind = {
   fanout: {
-    headers: ["variant", "subscribers", "frames", "frames/s", "frames/chunk", "ingress µs/publish", "CPU µs/frame", "fan-out µs/frame", "lone p50 ms", "lone p99 ms", "check"],
+    headers: ["variant", "subscribers", "frames", "frames/s", "frames/chunk", "ingress µs/publish", "total CPU µs/frame", "fan-out CPU µs/frame", "lone p50 ms", "lone p99 ms", "check"],
     align: "lrrrrrrrrrl",
     row: (variant, r) => [
       variant, thousands(r.connected), thousands(r.throughput?.delivered), thousands(r.throughput?.framesPerSecond),
@@ -78,13 +80,37 @@ export const scenarioTable = (scenario, byVariant, quick) => {
 
 const fanouts = ["1k-1key", "10k-1key", "10k-1000keys"]
 
-/** The goals, each with its limit and the baseline it names. */
+/**
+ * The goals, each with its limit, the baseline it names (`stated`), other
+ * baselines it is always shown against (`also`), and the measured figure it
+ * divides (`figure`, printed in the summary).
+ */
 const goals = [
-  { goal: "CPU/frame, fan-out", scenarios: fanouts, limit: 1.1, stated: "coalescing", metric: (r) => r.throughput?.fanoutCpuPerFrameUs },
-  { goal: "CPU/frame, total", scenarios: fanouts, limit: 1.1, stated: "coalescing", metric: (r) => r.throughput?.cpuPerFrameUs },
-  { goal: "lone-event p99", scenarios: fanouts, limit: 1.0, stated: "naive", metric: (r) => r.latency?.p99Ms },
-  { goal: "RSS per idle subscriber", scenarios: ["idle"], limit: 1.5, stated: "naive", metric: (r) => r.bytesPerSubscriber },
-  { goal: "slow-case growth", scenarios: ["slow"], limit: 0.7, stated: "naive", metric: (r) => r.growth }
+  {
+    goal: "CPU/frame (fan-out)", scenarios: fanouts, limit: 1.1, stated: "coalescing",
+    figure: "fan-out CPU µs/frame = (throughput CPU − publishes × ingress µs/publish) / frames",
+    metric: (r) => r.throughput?.fanoutCpuPerFrameUs
+  },
+  {
+    goal: "CPU/frame (total)", scenarios: fanouts, limit: 1.1, stated: "coalescing",
+    figure: "total CPU µs/frame = throughput CPU / frames, the bench's publish ingress included",
+    metric: (r) => r.throughput?.cpuPerFrameUs
+  },
+  {
+    goal: "lone-event p99", scenarios: fanouts, limit: 1.0, stated: "naive",
+    figure: "lone p99 ms over all (subscriber, event) deliveries",
+    metric: (r) => r.latency?.p99Ms
+  },
+  {
+    goal: "RSS per idle subscriber", scenarios: ["idle"], limit: 1.5, stated: "naive",
+    figure: "(RSS(N) − RSS(N/2)) / (N/2), after full GCs",
+    metric: (r) => r.bytesPerSubscriber
+  },
+  {
+    goal: "slow-case growth", scenarios: ["slow"], limit: 0.7, stated: "naive", also: ["coalescing"],
+    figure: "peak RSS − RSS after a GC; met only with every fast subscriber complete",
+    metric: (r) => r.growth
+  }
 ]
 
 const ours = ["effect", "plugin"]
@@ -99,13 +125,13 @@ const usable = (result) => result !== undefined && result.pass === true
  */
 export const evaluateGoals = (results) => {
   const rows = []
-  for (const { goal, scenarios, limit, stated, metric } of goals) {
+  for (const { goal, scenarios, limit, stated, also = [], figure, metric } of goals) {
     for (const scenario of scenarios) {
       const byVariant = results[scenario] ?? {}
       const valid = baselines.filter((name) => usable(byVariant[name]) && metric(byVariant[name]) > 0)
       if (valid.length === 0) continue
       const better = valid.reduce((a, b) => metric(byVariant[b]) < metric(byVariant[a]) ? b : a, valid.includes(stated) ? stated : valid[0])
-      const against = [...new Set([stated, better])].filter((name) => valid.includes(name))
+      const against = [...new Set([stated, better, ...also])].filter((name) => valid.includes(name))
       for (const baseline of against) {
         const ratios = {}
         for (const variant of ours) {
@@ -116,27 +142,37 @@ export const evaluateGoals = (results) => {
           ratios[variant] = { ratio, passed: usable(result), met: usable(result) && ratio !== null && ratio <= limit }
         }
         if (Object.keys(ratios).length === 0) continue
-        rows.push({ goal, scenario, limit, baseline, stated: baseline === stated, better: baseline === better, ratios })
+        rows.push({ goal, figure, scenario, limit, baseline, stated: baseline === stated, better: baseline === better, ratios })
       }
     }
   }
   return rows
 }
 
-/** The goals as a table. */
+const againstLabel = (row) => row.stated ? "" : row.better ? " (better)" : " (also)"
+
+/** The goals as a table, then the figure each goal divides. */
 export const goalsTable = (rows) => {
   const cell = (entry) => {
     if (entry === undefined) return "-"
     const ratio = entry.ratio === null ? "n/a" : `${entry.ratio.toFixed(2)}×`
     return `${ratio} ${entry.met ? "met" : "MISSED"}${entry.passed ? "" : " (run FAILED)"}`
   }
-  return table(
-    ["goal", "scenario", "limit", "effect", "plugin"],
-    rows.map((row) => [
-      row.goal, row.scenario,
-      `≤ ${row.limit} × ${row.baseline}${row.stated ? "" : " (better)"}`,
-      cell(row.ratios.effect), cell(row.ratios.plugin)
-    ]),
-    "lllll"
-  )
+  const figures = [...new Map(rows.map((row) => [row.goal, row.figure])).entries()]
+  return [
+    table(
+      ["goal", "scenario", "limit", "effect", "plugin"],
+      rows.map((row) => [
+        row.goal, row.scenario,
+        `≤ ${row.limit} × ${row.baseline}${againstLabel(row)}`,
+        cell(row.ratios.effect), cell(row.ratios.plugin)
+      ]),
+      "lllll"
+    ),
+    "",
+    "Each goal divides ours by the baseline on this figure:",
+    ...figures.map(([goal, figure]) => `  ${goal}: ${figure}`),
+    "The CPU goal is judged on the fan-out figure: the subscribe route and fan-out, with the cost of the",
+    "bench's own publish requests (measured in the ingress phase) taken out. The total figure is shown for reference."
+  ].join("\n")
 }
