@@ -33,24 +33,54 @@ export interface Published {
 }
 
 /**
+ * One open subscription, for adapters that write frames to a client
+ * themselves (no fiber per client): attach it once, with `toReadableStream`
+ * or `pipeTo`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Subscriber {
+  /** The frames as a web stream; cancelling it ends the subscription. */
+  toReadableStream(): ReadableStream<Uint8Array>
+  /**
+   * Write the frames to `writable`; a failed write ends the subscription (for
+   * runtimes that report a gone client only that way, such as workerd).
+   */
+  pipeTo(writable: WritableStream<Uint8Array>): void
+  /** End the subscription; its stream ends after the frames it holds. */
+  close(): void
+}
+
+/**
+ * The errors of `publish`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type PublishError =
+  | RealtimeError.InvalidEvent
+  | RealtimeError.InvalidResourceKey
+  | RealtimeError.FrameTooLarge
+  | RealtimeError.Unavailable
+
+/**
  * @since 0.1.0
  * @category tags
  */
 export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime, {
   /** Validate, encode once, buffer and fan out one record event. */
-  readonly publish: (
-    event: typeof Event.RealtimeEvent.Encoded
-  ) => Effect.Effect<Published, RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey | RealtimeError.FrameTooLarge>
+  readonly publish: (event: typeof Event.RealtimeEvent.Encoded) => Effect.Effect<Published, PublishError>
   /**
    * Register a subscriber of `key`, primed with what it is owed after
-   * `lastEventId`, until its mailbox closes (`toReadableStream()` and cancel
-   * it, or `close()` it). The low-level form of `subscribe`, for adapters that
-   * write frames to a socket themselves and hold no fiber per client.
+   * `lastEventId`, until it closes (its client leaves, it falls
+   * `queueCapacity` frames behind, or the service shuts down). The low-level
+   * form of `subscribe`, for adapters that write to a socket themselves.
    */
   readonly open: (
     key: Event.ResourceKey,
     lastEventId?: string | undefined
-  ) => Effect.Effect<Hub.Subscriber, RealtimeError.InvalidLastEventId>
+  ) => Effect.Effect<Subscriber, RealtimeError.InvalidLastEventId | RealtimeError.Unavailable>
   /**
    * The SSE bytes for one record: `:keepalive`, then what the client missed
    * after `lastEventId` (or one `saacms-resync` frame), then live frames.
@@ -60,7 +90,7 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
   readonly subscribe: (
     key: Event.ResourceKey,
     lastEventId?: string | undefined
-  ) => Stream.Stream<Uint8Array, RealtimeError.InvalidLastEventId>
+  ) => Stream.Stream<Uint8Array, RealtimeError.InvalidLastEventId | RealtimeError.Unavailable>
 }>() {}
 
 /**

@@ -52,9 +52,21 @@ export class InvalidLastEventId extends Data.TaggedError("InvalidLastEventId")<{
 }> {}
 
 /**
+ * The backend behind `Realtime` could not be reached or failed (a Durable
+ * Object that is overloaded or being reset). Nothing was published; retrying
+ * later may succeed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unavailable extends Data.TaggedError("Unavailable")<{
+  readonly reason: string
+}> {}
+
+/**
  * Every error the realtime core can fail with.
  *
  * @since 0.1.0
  * @category errors
  */
-export type RealtimeError = InvalidResourceKey | InvalidEvent | FrameTooLarge | InvalidLastEventId
+export type RealtimeError = InvalidResourceKey | InvalidEvent | FrameTooLarge | InvalidLastEventId | Unavailable

@@ -116,7 +116,15 @@ export const subscribe: Effect.Effect<
   Effect.catchTags({
     InvalidResourceKey: (error) => Effect.succeed(errorResponse(400, "invalid_resource_key", error.reason)),
     InvalidLastEventId: (error) =>
-      Effect.succeed(errorResponse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`))
+      Effect.succeed(errorResponse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+    // The reason stays in the log: it may name internals the client has no business seeing.
+    Unavailable: (error) =>
+      Effect.as(
+        Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason)),
+        errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
+          HttpServerResponse.setHeader("Retry-After", "1")
+        )
+      )
   })
 )
 

@@ -1,14 +1,28 @@
 /**
  * One subscriber's bounded inbox of frames, filled synchronously by the hub's
- * fan-out and drained by whatever writes to the client: a web `ReadableStream`
- * (frames go straight into its queue) or an Effect `Stream` (frames wait here
- * and are taken coalesced). Pure data structure, no Effect.
+ * fan-out and drained by whatever writes to the client: a `Sink` (a web
+ * `ReadableStream`'s queue, a `WritableStream` such as a Durable Object's
+ * response pipe, later a WebSocket), where frames go straight through, or an
+ * Effect `Stream`, which takes them here coalesced. Pure data structure, no Effect.
  *
  * @internal
  */
 export interface Message {
   readonly seq: number
   readonly frame: Uint8Array
+}
+
+/**
+ * Where an attached mailbox writes: frames go to the sink as they arrive, and
+ * the sink says how many it holds unwritten (the mailbox ends a subscriber
+ * whose backlog reaches its capacity). A `write` that throws, or a sink that
+ * reports its client gone through `Mailbox.lost()`, closes the mailbox.
+ */
+export interface Sink {
+  readonly backlog: () => number
+  readonly write: (chunk: Uint8Array) => void
+  /** The mailbox closed: end the client's stream cleanly. */
+  readonly end: () => void
 }
 
 /** Largest chunk `poll` hands out at once (frames are coalesced up to it). */
@@ -20,7 +34,7 @@ export class Mailbox {
   private lastSeq = 0
   private closed = false
   private wake: (() => void) | undefined = undefined
-  private controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
+  private sink: Sink | undefined = undefined
   private closer: (() => void) | undefined = undefined
 
   constructor(private readonly capacity: number) {}
@@ -57,16 +71,15 @@ export class Mailbox {
       if (message.seq <= this.lastSeq) return true
       this.lastSeq = message.seq
     }
-    const controller = this.controller
-    if (controller !== undefined) {
-      // The stream's own queue holds what the socket has not taken yet.
-      if (controller.desiredSize! <= -this.capacity) return this.overflow()
+    const sink = this.sink
+    if (sink !== undefined) {
+      // The sink holds what the client has not taken yet.
+      if (sink.backlog() >= this.capacity) return this.overflow()
       try {
-        controller.enqueue(message.frame)
+        sink.write(message.frame)
       } catch {
         // The runtime ended the stream before telling us (a failed write).
-        this.controller = undefined
-        this.close()
+        this.lost()
       }
       return true
     }
@@ -117,11 +130,29 @@ export class Mailbox {
     if (this.closed) return
     this.closed = true
     this.early = undefined
-    if (this.controller !== undefined) this.endStream()
+    const sink = this.sink
+    this.sink = undefined
+    sink?.end()
     this.notify()
     const closer = this.closer
     this.closer = undefined
     closer?.()
+  }
+
+  /**
+   * Send this mailbox's frames to `sink` from now on, starting with those
+   * pending; if the mailbox has already closed, the sink gets them and ends.
+   */
+  attach(sink: Sink): void {
+    for (let chunk = this.poll(); chunk !== undefined; chunk = this.poll()) sink.write(chunk)
+    if (this.closed) sink.end()
+    else this.sink = sink
+  }
+
+  /** The client went away (its stream was cancelled or a write failed): drop the sink and close. */
+  lost(): void {
+    this.sink = undefined
+    this.close()
   }
 
   /**
@@ -131,14 +162,45 @@ export class Mailbox {
    */
   toReadableStream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        for (let chunk = this.poll(); chunk !== undefined; chunk = this.poll()) controller.enqueue(chunk)
-        if (this.closed) controller.close()
-        else this.controller = controller
+      start: (controller) =>
+        this.attach({
+          // One chunk is the stream's high-water mark: past it, frames are waiting.
+          backlog: () => -controller.desiredSize!,
+          write: (chunk) => controller.enqueue(chunk),
+          end: () => {
+            try {
+              controller.close()
+            } catch {
+              // Already closed or errored by the runtime: nothing left to end.
+            }
+          }
+        }),
+      cancel: () => this.lost()
+    })
+  }
+
+  /**
+   * Write this mailbox's frames to `writable`, at most `capacity` writes in
+   * flight. A failed write (the runtime's sign that the client is gone, where
+   * a cancelled read is not reported, as in workerd) closes the mailbox.
+   */
+  pipeTo(writable: WritableStream<Uint8Array>): void {
+    const writer = writable.getWriter()
+    let pending = 0
+    const written = () => {
+      pending--
+    }
+    const failed = () => this.lost()
+    this.attach({
+      backlog: () => pending,
+      write: (chunk) => {
+        pending++
+        writer.write(chunk).then(written, failed)
       },
-      cancel: () => {
-        this.controller = undefined
-        this.close()
+      end: () => {
+        writer.close().catch(() => {
+          // The client is already gone.
+        })
       }
     })
   }
@@ -146,16 +208,6 @@ export class Mailbox {
   private overflow(): false {
     this.close()
     return false
-  }
-
-  private endStream(): void {
-    const controller = this.controller
-    this.controller = undefined
-    try {
-      controller?.close()
-    } catch {
-      // Already closed or errored by the runtime: nothing left to end.
-    }
   }
 
   private notify(): void {
