@@ -11,7 +11,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Namespace from "./DurableObject/Namespace.js"
 import * as Event from "./Event.js"
 import * as Hub from "./Hub.js"
 import * as Realtime from "./Realtime.js"
@@ -33,13 +35,19 @@ export interface RealtimeRouteContext {
 }
 
 /**
- * The reference's options (`binding`, served by the Durable Object backend, is
- * not accepted yet) plus the bounds of `RealtimeConfig.Options`.
+ * The reference's options plus the bounds of `RealtimeConfig.Options`. With a
+ * `binding` (the `DurableObjectNamespace` of `SaacmsRealtimeDO`), subscribe and
+ * publish go through the record's Durable Object; retention, heartbeat and the
+ * other bounds are then the object's, set with its `REALTIME_*` variables.
  *
  * @since 0.1.0
  * @category models
  */
-export type RealtimeOptions = RealtimeConfig.Options
+export type RealtimeOptions = RealtimeConfig.Options & {
+  readonly binding?: Namespace.DurableObjectNamespaceLike | undefined
+  /** The reference's; the binding is passed as `binding`, so the name is not used. */
+  readonly bindingName?: string | undefined
+}
 
 /**
  * @since 0.1.0
@@ -54,7 +62,7 @@ export type RealtimeEvent = typeof Event.RealtimeEvent.Encoded
  * @category models
  */
 export interface RealtimePublisher {
-  /** Fan out one event; rejects with `InvalidEvent`, `InvalidResourceKey` or `FrameTooLarge`. */
+  /** Fan out one event; rejects with `InvalidEvent`, `InvalidResourceKey`, `FrameTooLarge` or (Durable Object unreachable) `Unavailable`. */
   publish(event: RealtimeEvent): Promise<Realtime.Published>
   /** End every open stream and release the runtime. */
   stop(): Promise<void>
@@ -85,11 +93,14 @@ export interface PluginDef {
  * @category constructors
  */
 export const realtime = (options: RealtimeOptions = {}): PluginDef => {
-  const backend = Realtime.layerMemory.pipe(Layer.provide(RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options))))
+  const config = RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options))
+  const backend: Layer.Layer<Realtime.Realtime> = options.binding === undefined
+    ? Realtime.layerMemory.pipe(Layer.provide(config))
+    : Namespace.layer(options.binding)
   const runtime = ManagedRuntime.make(backend)
   let stopped = false
 
-  const run = <A, E>(effect: Effect.Effect<A, E, Realtime.Realtime | Hub.Hub>): Promise<A> =>
+  const run = <A, E>(effect: Effect.Effect<A, E, Realtime.Realtime>): Promise<A> =>
     runtime.runPromiseExit(effect).then((exit) =>
       Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
     )
@@ -121,9 +132,11 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
         },
         __subscriberCount: (slug, id) =>
           runtime.runSync(
-            Effect.flatMap(Event.resourceKey(slug, id), (key) => Effect.flatMap(Hub.Hub, (hub) => hub.subscriberCount(key))).pipe(
-              Effect.orElseSucceed(() => 0)
-            )
+            // With a binding the subscribers are the objects'; this process holds none.
+            Effect.flatMap(
+              Event.resourceKey(slug, id),
+              (key) => Effect.flatMap(Effect.serviceOption(Hub.Hub), Option.match({ onNone: () => Effect.succeed(0), onSome: (hub) => hub.subscriberCount(key) }))
+            ).pipe(Effect.orElseSucceed(() => 0))
           )
       }
     }

@@ -5,6 +5,8 @@
  */
 
 /** @since 0.1.0 */
+export * as DurableObject from "./DurableObject.js"
+/** @since 0.1.0 */
 export * as Event from "./Event.js"
 /** @since 0.1.0 */
 export * as Frame from "./Frame.js"
@@ -32,6 +34,14 @@ export * as ReplayBuffer from "./ReplayBuffer.js"
  * @category constructors
  */
 export { realtime } from "./Plugin.js"
+
+/**
+ * The reference's Durable Object class (one object per record), for Workers hosts.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export { SaacmsRealtimeDO } from "./DurableObject.js"
 
 /**
  * The reference's public types, under their reference names.

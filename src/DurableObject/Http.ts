@@ -1,0 +1,177 @@
+/**
+ * The binding requests a `SaacmsRealtimeDO` answers, as Effects over
+ * `Realtime`: `GET` + `Accept: text/event-stream` subscribes, `POST` with a
+ * JSON event publishes. Errors are JSON bodies with a 4xx status; nothing
+ * internal leaves the object.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Event from "../Event.js"
+import * as Frame from "../Frame.js"
+import * as Heartbeat from "../Heartbeat.js"
+import * as Hub from "../Hub.js"
+import * as Realtime from "../Realtime.js"
+import * as RealtimeConfig from "../RealtimeConfig.js"
+import * as ReplayBuffer from "../ReplayBuffer.js"
+import * as Storage from "./Storage.js"
+
+/**
+ * The key of the object's one record inside its core. The binding's subscribe
+ * request does not name the record, so the object does not need to know it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const record = "durable-object:record" as Event.ResourceKey
+
+/**
+ * The response headers of a publish: the event's id (percent-encoded, as an
+ * etag may hold any character but CR, LF and NUL) and sequence number.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const publishedHeaders = { id: "X-Saacms-Event-Id", seq: "X-Saacms-Event-Seq" } as const
+
+const json = (status: number, error: string, message: string, headers?: Record<string, string>): Response =>
+  Response.json({ error, message }, headers === undefined ? { status } : { status, headers })
+
+/** workerd's byte-stream pipe: unlike a JS stream, its writes fail once the client is gone. */
+const IdentityTransformStream = (globalThis as {
+  readonly IdentityTransformStream?: new() => TransformStream<Uint8Array, Uint8Array>
+}).IdentityTransformStream
+
+/**
+ * Subscribe: replay after `Last-Event-ID` (or `?lastEventId=`), then live frames.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const subscribe = (request: Request): Effect.Effect<Response, never, Realtime.Realtime> =>
+  Effect.gen(function*() {
+    const realtime = yield* Realtime.Realtime
+    const header = request.headers.get("Last-Event-ID")
+    const last = header !== null && header !== "" ? header : new URL(request.url).searchParams.get("lastEventId")
+    const subscriber = yield* realtime.open(record, last === null || last === "" ? undefined : last)
+    if (IdentityTransformStream === undefined) {
+      return new Response(subscriber.toReadableStream(), { headers: Frame.headers })
+    }
+    const pipe = new IdentityTransformStream()
+    subscriber.pipeTo(pipe.writable)
+    return new Response(pipe.readable, { headers: Frame.headers })
+  }).pipe(
+    Effect.catchTags({
+      InvalidLastEventId: (error) => Effect.succeed(json(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+      Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
+    })
+  )
+
+/**
+ * Publish one event (the request body, JSON); 204 with the event's id and
+ * sequence number. `name` is the object's name when the runtime knows it: an
+ * event for another record is refused (409), as it would reach the wrong subscribers.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const publish = (request: Request, name: string | undefined): Effect.Effect<Response, never, Realtime.Realtime> =>
+  Effect.gen(function*() {
+    const realtime = yield* Realtime.Realtime
+    const config = yield* RealtimeConfig.RealtimeConfig
+    // A body that cannot make a frame under the limit is refused unread.
+    const length = Number(request.headers.get("Content-Length") ?? 0)
+    if (length > config.maxFrameBytes + 4096) {
+      return json(413, "frame_too_large", `the body is ${length} bytes, over ${config.maxFrameBytes}`)
+    }
+    const text = yield* Effect.tryPromise(() => request.text())
+    const body = yield* Effect.try(() => JSON.parse(text) as unknown)
+    if (name !== undefined) {
+      const { key } = yield* Event.decode(body)
+      if (key !== name) return json(409, "wrong_record", `this object holds ${name}`)
+    }
+    const published = yield* realtime.publish(body as typeof Event.RealtimeEvent.Encoded)
+    return new Response(null, {
+      status: 204,
+      headers: {
+        [publishedHeaders.id]: encodeURIComponent(published.id),
+        [publishedHeaders.seq]: String(published.seq)
+      }
+    })
+  }).pipe(
+    Effect.catchTags({
+      UnknownException: () => Effect.succeed(json(400, "invalid_json", "the body must be a JSON record event")),
+      InvalidEvent: (error) => Effect.succeed(json(400, "invalid_event", error.reason)),
+      InvalidResourceKey: (error) => Effect.succeed(json(400, "invalid_resource_key", error.reason)),
+      FrameTooLarge: ({ bytes, maxBytes }) =>
+        Effect.succeed(Response.json({
+          error: "frame_too_large",
+          message: `the encoded frame is ${bytes} bytes, over ${maxBytes}`,
+          bytes,
+          maxBytes
+        }, { status: 413 })),
+      Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
+    })
+  )
+
+/**
+ * What the object holds now, as JSON: open subscribers, running heartbeats and
+ * events in storage (`GET` with `Accept: application/json`; for monitoring).
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const stats = (storage: Storage.StorageLike): Effect.Effect<Response, never, Hub.Hub | Heartbeat.Heartbeat> =>
+  Effect.gen(function*() {
+    const hub = yield* Hub.Hub
+    const heartbeat = yield* Heartbeat.Heartbeat
+    return Response.json({
+      subscribers: yield* hub.subscriberCount(record),
+      heartbeats: yield* heartbeat.active,
+      stored: yield* Storage.stored(storage)
+    })
+  })
+
+/**
+ * Route one binding request. Defects become a bare 500 (logged, never sent).
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const handle = (
+  request: Request,
+  name: string | undefined,
+  storage: Storage.StorageLike
+): Effect.Effect<Response, never, Realtime.Realtime | Hub.Hub | Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> => {
+  const accept = request.headers.get("Accept") ?? ""
+  const handler: Effect.Effect<Response, never, Realtime.Realtime | Hub.Hub | Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> = request.method === "POST"
+    ? publish(request, name)
+    : request.method !== "GET"
+    ? Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream subscribes; POST publishes"))
+    : accept.includes("text/event-stream")
+    ? subscribe(request)
+    : accept.includes("application/json")
+    ? stats(storage)
+    : Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream subscribes; POST publishes"))
+  return handler.pipe(
+    Effect.catchAllCause((cause) =>
+      Effect.as(
+        Effect.logError("realtime durable object failed", Cause.pretty(cause)),
+        json(500, "internal", "internal error")
+      )
+    )
+  )
+}
+
+/**
+ * The alarm's work: trim the record, which deletes expired entries from
+ * storage and schedules the next alarm.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const expire: Effect.Effect<void, never, ReplayBuffer.ReplayBuffer> = Effect.flatMap(
+  ReplayBuffer.ReplayBuffer,
+  (buffer) => buffer.size(record)
+)
