@@ -100,6 +100,8 @@ export interface Reader {
    * `timeout` (a read cut short by the timeout loses its chunk: do not reuse
    * the reader after a failure).
    */
+  /** Cancel the body now (the client leaves); the scope would do it at its end. */
+  readonly cancel: Effect.Effect<void>
   readonly readUntil: (
     until: (received: Received) => boolean,
     timeout?: Duration.DurationInput
@@ -152,7 +154,8 @@ export const reader = (response: Response): Effect.Effect<Reader, never, Scope.S
           onTimeout: () => new ReadError({ reason: "timeout", received: decoder.decode(buffer) })
         })
       )
-    return { received: Effect.sync(snapshot), readUntil }
+    const cancel = Effect.promise(() => source.cancel().catch(() => undefined))
+    return { received: Effect.sync(snapshot), readUntil, cancel }
   })
 
 /** A `readUntil` condition: the `:keepalive` and at least `n` events received. */
