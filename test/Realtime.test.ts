@@ -166,6 +166,43 @@ describe("Realtime", () => {
       assert.deepStrictEqual(replay.flatMap((i) => i._tag === "event" ? [i.message.id] : []), ids.slice(4))
     }).pipe(Effect.provide(memory({ queueCapacity: 4 }))))
 
+  it.effect("a subscriber piped to a WritableStream is released when a write fails (how workerd reports a gone client)", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      let text = ""
+      let gone = false
+      const decoder = new TextDecoder()
+      const subscriber = yield* realtime.open(posts1)
+      subscriber.pipeTo(new WritableStream<Uint8Array>({
+        write: (chunk) => {
+          if (gone) throw new Error("Network connection lost.")
+          text += decoder.decode(chunk)
+        }
+      }))
+      const first = yield* realtime.publish(changed(1))
+      yield* Effect.promise(() => Promise.resolve())
+      assert.deepStrictEqual(Sse.parse(text).map((e) => e.id), [first.id])
+      assert.strictEqual(yield* Effect.flatMap(Hub.Hub, (hub) => hub.subscriberCount(posts1)), 1)
+      gone = true
+      yield* realtime.publish(changed(2))
+      yield* awaitSubscribers(posts1, 0)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a subscriber piped to a WritableStream that takes nothing is released at queueCapacity writes in flight", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const hub = yield* Hub.Hub
+      const subscriber = yield* realtime.open(posts1)
+      // A client that never acknowledges a write.
+      subscriber.pipeTo(new WritableStream<Uint8Array>({ write: () => new Promise<void>(() => {}) }))
+      // The opening and 3 frames in flight: still within its queue.
+      for (let n = 1; n <= 3; n++) yield* realtime.publish(changed(n))
+      yield* Effect.yieldNow()
+      assert.strictEqual(yield* hub.subscriberCount(posts1), 1)
+      yield* realtime.publish(changed(4))
+      yield* awaitSubscribers(posts1, 0)
+    }).pipe(Effect.provide(memory({ queueCapacity: 4 }))))
+
   it.scoped("bad input is rejected with a typed error and changes nothing", () =>
     Effect.gen(function*() {
       const realtime = yield* Realtime.Realtime

@@ -1,0 +1,127 @@
+/**
+ * The Durable Object driver of ReplayBuffer, over an in-memory stand-in for
+ * `state.storage`, so TestClock drives age retention (the workerd tests cover
+ * the real storage, with real time).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as TestClock from "effect/TestClock"
+import * as Storage from "../src/DurableObject/Storage.js"
+import * as RealtimeConfig from "../src/RealtimeConfig.js"
+import * as ReplayBuffer from "../src/ReplayBuffer.js"
+import { key } from "./utils/layers.js"
+
+/** `state.storage` as far as the driver uses it: values are structured clones, as in workerd. */
+class MemoryStorage implements Storage.StorageLike {
+  readonly data = new Map<string, unknown>()
+  alarm: number | null = null
+  get<T>(k: string) {
+    return Promise.resolve(structuredClone(this.data.get(k)) as T | undefined)
+  }
+  list<T>(options?: { readonly prefix?: string }) {
+    const keys = [...this.data.keys()].filter((k) => k.startsWith(options?.prefix ?? "")).sort()
+    return Promise.resolve(new Map(keys.map((k) => [k, structuredClone(this.data.get(k)) as T])))
+  }
+  put<T>(entries: Record<string, T>) {
+    for (const [k, v] of Object.entries(entries)) this.data.set(k, structuredClone(v))
+    return Promise.resolve()
+  }
+  delete(keys: Array<string>) {
+    return Promise.resolve(keys.filter((k) => this.data.delete(k)).length)
+  }
+  getAlarm() {
+    return Promise.resolve(this.alarm)
+  }
+  setAlarm(at: number) {
+    this.alarm = at
+    return Promise.resolve()
+  }
+  /** Event ids held in storage, oldest first. */
+  ids(): Array<string> {
+    return [...this.data.entries()].filter(([k]) => k.includes(":event:")).sort(([a], [b]) => a < b ? -1 : 1)
+      .map(([, v]) => (v as { id: string }).id)
+  }
+}
+
+const record = key("posts", "1")
+const frame = new Uint8Array([101, 10])
+
+/** A buffer over `storage`, built as a woken object builds it (restoring first). */
+const withBuffer = <A, E>(
+  storage: MemoryStorage,
+  options: RealtimeConfig.Options,
+  f: (buffer: ReplayBuffer.ReplayBuffer["Type"]) => Effect.Effect<A, E>
+) =>
+  Effect.flatMap(ReplayBuffer.ReplayBuffer, f).pipe(
+    Effect.provide(Storage.layerDurableObjectStorage(storage).pipe(Layer.provide(RealtimeConfig.layer(options))))
+  )
+
+const append = (b: ReplayBuffer.ReplayBuffer["Type"], ids: ReadonlyArray<string>) =>
+  Effect.forEach(ids, (id) => b.append(record, { id, frame }))
+
+describe("ReplayBuffer over Durable Object storage", () => {
+  it.effect("persists every event, and a woken object replays from storage and continues the sequence", () =>
+    Effect.gen(function*() {
+      const storage = new MemoryStorage()
+      yield* withBuffer(storage, {}, (b) => append(b, ["e1", "e2", "e3"]))
+      assert.deepStrictEqual(storage.ids(), ["e1", "e2", "e3"])
+      yield* withBuffer(storage, {}, (b) =>
+        Effect.gen(function*() {
+          const since = yield* b.since(record, "e1")
+          assert.deepStrictEqual(since._tag === "Replay" && since.entries.map((e) => [e.seq, e.id]), [[2, "e2"], [3, "e3"]])
+          assert.deepStrictEqual(since._tag === "Replay" && [...since.entries[0]!.frame], [...frame])
+          const next = yield* b.append(record, { id: "e4", frame })
+          assert.strictEqual(next.seq, 4)
+        }))
+    }))
+
+  it.effect("holds at most maxEvents in storage, and resyncs ids that fell out", () =>
+    Effect.gen(function*() {
+      const storage = new MemoryStorage()
+      yield* withBuffer(storage, { retention: { maxEvents: 3 } }, (b) => append(b, ["e1", "e2", "e3", "e4", "e5"]))
+      assert.deepStrictEqual(storage.ids(), ["e3", "e4", "e5"])
+      const since = yield* withBuffer(storage, { retention: { maxEvents: 3 } }, (b) => b.since(record, "e2"))
+      assert.deepStrictEqual(since, { _tag: "Resync", newestId: "e5", lastSeq: 5 })
+    }))
+
+  it.effect("a lowered maxEvents, and entries that do not decode, are deleted when the object wakes", () =>
+    Effect.gen(function*() {
+      const storage = new MemoryStorage()
+      yield* withBuffer(storage, {}, (b) => append(b, ["e1", "e2", "e3", "e4"]))
+      const [first] = [...storage.data.keys()].filter((k) => k.includes(":event:")).sort()
+      storage.data.set(first!, { id: 42, frame: "not bytes" })
+      const since = yield* withBuffer(storage, { retention: { maxEvents: 2 } }, (b) => b.since(record, "e3"))
+      assert.deepStrictEqual(storage.ids(), ["e3", "e4"])
+      assert.deepStrictEqual(since._tag === "Replay" && since.entries.map((e) => e.id), ["e4"])
+    }))
+
+  it.effect("sets an alarm for the oldest event's expiry; trimming then deletes it from storage and sets the next", () =>
+    Effect.gen(function*() {
+      const storage = new MemoryStorage()
+      const options = { retention: { maxAgeMs: 60_000 } }
+      yield* withBuffer(storage, options, (b) =>
+        Effect.gen(function*() {
+          yield* b.append(record, { id: "e1", frame })
+          assert.strictEqual(storage.alarm, 60_001)
+          yield* TestClock.adjust("30 seconds")
+          yield* b.append(record, { id: "e2", frame })
+          // The alarm stays on the oldest event.
+          assert.strictEqual(storage.alarm, 60_001)
+          yield* TestClock.adjust("31 seconds")
+          // What the object's alarm handler runs.
+          assert.strictEqual(yield* b.size(record), 1)
+          assert.deepStrictEqual(storage.ids(), ["e2"])
+          assert.strictEqual(storage.alarm, 90_001)
+          yield* TestClock.adjust("30 seconds")
+          assert.strictEqual(yield* b.size(record), 0)
+          assert.deepStrictEqual(storage.ids(), [])
+          // The newest id stays known: a client that saw it owes nothing.
+          assert.deepStrictEqual(yield* b.since(record, "e2"), { _tag: "Replay", entries: [], lastSeq: 2 })
+          assert.deepStrictEqual(yield* b.since(record, "e1"), { _tag: "Resync", newestId: "e2", lastSeq: 2 })
+        }))
+      // And after a restart too.
+      const since = yield* withBuffer(storage, options, (b) => b.since(record, "e2"))
+      assert.deepStrictEqual(since, { _tag: "Replay", entries: [], lastSeq: 2 })
+    }))
+})
