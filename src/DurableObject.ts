@@ -15,6 +15,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Schema from "effect/Schema"
 import * as DurableObjectHttp from "./DurableObject/Http.js"
 import * as Storage from "./DurableObject/Storage.js"
 import * as Heartbeat from "./Heartbeat.js"
@@ -71,13 +72,14 @@ const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat> = Laye
 
 /**
  * `RealtimeConfig` from the Worker's environment: the `REALTIME_*` variables
- * (strings or numbers, as `[vars]` in wrangler.toml gives them). Invalid
- * values fail the object's start, with the reason in the log.
+ * (strings or numbers, as `[vars]` in wrangler.toml gives them), over
+ * `options` (the host's own defaults, see `SaacmsRealtimeDO.configure`).
+ * Invalid values fail the object's start, with the reason in the log.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (env: unknown): Layer.Layer<never> => {
+export const layerConfig = (env: unknown, options: RealtimeConfig.Options = {}): Layer.Layer<never> => {
   const vars = new Map<string, string>()
   if (typeof env === "object" && env !== null) {
     for (const [name, value] of Object.entries(env)) {
@@ -87,7 +89,7 @@ export const layerConfig = (env: unknown): Layer.Layer<never> => {
     }
   }
   return RealtimeConfig.layerConfig.pipe(
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(vars))),
+    Layer.provide(Layer.merge(Layer.setConfigProvider(ConfigProvider.fromMap(vars)), RealtimeConfig.layer(options))),
     Layer.tapErrorCause((cause) => Effect.logError("invalid REALTIME_* configuration", cause)),
     Layer.orDie
   )
@@ -109,10 +111,26 @@ export class SaacmsRealtimeDO {
   readonly #name: string | undefined
   readonly #storage: Storage.StorageLike
 
-  constructor(state: DurableObjectStateLike, env?: unknown) {
+  /**
+   * This class with other defaults, for hosts that configure in code: export
+   * `SaacmsRealtimeDO.configure({ retention: { maxEvents: 500 } })` from the
+   * Worker under a name of your own and bind that. `REALTIME_*` variables
+   * still override these.
+   */
+  static configure(options: RealtimeConfig.Options): typeof SaacmsRealtimeDO {
+    // Validated now, at the Worker's start, rather than in every object.
+    const checked = Schema.decodeUnknownSync(RealtimeConfig.Options)(options)
+    return class extends SaacmsRealtimeDO {
+      constructor(state: DurableObjectStateLike, env?: unknown) {
+        super(state, env, checked)
+      }
+    }
+  }
+
+  constructor(state: DurableObjectStateLike, env?: unknown, options?: RealtimeConfig.Options) {
     this.#name = state.id?.name
     this.#storage = state.storage
-    this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provide(layerConfig(env))))
+    this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provide(layerConfig(env, options))))
     // A woken object restores its history before it serves a request.
     void state.blockConcurrencyWhile(() => this.#runtime.runtime().then(() => undefined, () => undefined))
   }

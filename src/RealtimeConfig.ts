@@ -81,17 +81,18 @@ export class RealtimeConfig extends Context.Reference<RealtimeConfig>()("@saacms
 }) {}
 
 /**
- * Resolve host options against the defaults.
+ * Resolve host options against `base` (the defaults unless given): each
+ * option set wins, each one left out keeps `base`'s value.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const resolve = (options: Options): Resolved => ({
-  maxEvents: options.retention?.maxEvents ?? defaults.maxEvents,
-  maxAge: options.retention?.maxAgeMs !== undefined ? Duration.millis(options.retention.maxAgeMs) : defaults.maxAge,
-  heartbeat: options.heartbeatMs !== undefined ? Duration.millis(options.heartbeatMs) : defaults.heartbeat,
-  queueCapacity: options.queueCapacity ?? defaults.queueCapacity,
-  maxFrameBytes: options.maxFrameBytes ?? defaults.maxFrameBytes
+export const resolve = (options: Options, base: Resolved = defaults): Resolved => ({
+  maxEvents: options.retention?.maxEvents ?? base.maxEvents,
+  maxAge: options.retention?.maxAgeMs !== undefined ? Duration.millis(options.retention.maxAgeMs) : base.maxAge,
+  heartbeat: options.heartbeatMs !== undefined ? Duration.millis(options.heartbeatMs) : base.heartbeat,
+  queueCapacity: options.queueCapacity ?? base.queueCapacity,
+  maxFrameBytes: options.maxFrameBytes ?? base.maxFrameBytes
 })
 
 /**
@@ -106,7 +107,9 @@ export const layer = (options: Options): Layer.Layer<never> =>
 /**
  * Read the configuration from Effect's `ConfigProvider` (environment variables
  * `REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_HEARTBEAT_MS`,
- * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES` by default).
+ * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES` by default). Each
+ * variable set overrides the configuration in force below this layer (the
+ * defaults, or a `layer(options)` it is provided with).
  *
  * @since 0.1.0
  * @category layers
@@ -114,6 +117,8 @@ export const layer = (options: Options): Layer.Layer<never> =>
 export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.effect(
   RealtimeConfig,
   Effect.gen(function*() {
+    // Variables left unset keep the configuration already in force.
+    const base = yield* RealtimeConfig
     const opt = (name: string) => Effect.map(Config.option(Config.integer(name)), Option.getOrUndefined)
     const options = {
       retention: { maxEvents: yield* opt("REALTIME_MAX_EVENTS"), maxAgeMs: yield* opt("REALTIME_MAX_AGE_MS") },
@@ -122,7 +127,7 @@ export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.ef
       maxFrameBytes: yield* opt("REALTIME_MAX_FRAME_BYTES")
     }
     return yield* Schema.decodeUnknown(Options)(options).pipe(
-      Effect.map(resolve),
+      Effect.map((decoded) => resolve(decoded, base)),
       Effect.mapError((error) => ConfigError.InvalidData([], error.message))
     )
   })

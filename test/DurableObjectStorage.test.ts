@@ -1,13 +1,14 @@
 /**
- * The Durable Object driver of ReplayBuffer, over an in-memory stand-in for
- * `state.storage`, so TestClock drives age retention (the workerd tests cover
- * the real storage, with real time).
+ * The Durable Object's storage driver and configuration, over an in-memory
+ * stand-in for `state.storage`, so TestClock drives age retention (the
+ * workerd tests cover the real storage, with real time).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as Storage from "../src/DurableObject/Storage.js"
+import { SaacmsRealtimeDO } from "../src/index.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
 import * as ReplayBuffer from "../src/ReplayBuffer.js"
 import { key } from "./utils/layers.js"
@@ -123,5 +124,47 @@ describe("ReplayBuffer over Durable Object storage", () => {
       // And after a restart too.
       const since = yield* withBuffer(storage, options, (b) => b.since(record, "e2"))
       assert.deepStrictEqual(since, { _tag: "Replay", entries: [], lastSeq: 2 })
+    }))
+})
+
+describe("SaacmsRealtimeDO configuration", () => {
+  const state = (storage: MemoryStorage) => ({
+    id: { name: "posts:1" },
+    storage,
+    blockConcurrencyWhile: <T>(f: () => Promise<T>) => f()
+  })
+  const publishThree = (object: SaacmsRealtimeDO) =>
+    Effect.promise(async () => {
+      for (let n = 1; n <= 3; n++) {
+        const body = JSON.stringify({ type: "changed", slug: "posts", id: "1", record: { n }, etag: `e${n}` })
+        const response = await object.fetch(new Request("https://do/publish", { method: "POST", body }))
+        assert.strictEqual(response.status, 204)
+      }
+    })
+
+  it.live("takes retention from configure(options), and REALTIME_* variables over it", () =>
+    Effect.gen(function*() {
+      const Configured = SaacmsRealtimeDO.configure({ retention: { maxEvents: 1 } })
+      const inCode = new MemoryStorage()
+      yield* publishThree(new Configured(state(inCode), {}))
+      assert.deepStrictEqual(inCode.ids(), ["e3"])
+      const overridden = new MemoryStorage()
+      yield* publishThree(new Configured(state(overridden), { REALTIME_MAX_EVENTS: "2", OTHER_BINDING: {} }))
+      assert.deepStrictEqual(overridden.ids(), ["e2", "e3"])
+      const defaults = new MemoryStorage()
+      yield* publishThree(new SaacmsRealtimeDO(state(defaults), {}))
+      assert.deepStrictEqual(defaults.ids(), ["e1", "e2", "e3"])
+    }))
+
+  it("configure rejects invalid options when the Worker starts", () => {
+    assert.throws(() => SaacmsRealtimeDO.configure({ retention: { maxEvents: 0 } }))
+  })
+
+  it.live("an invalid REALTIME_* variable answers 500 with a bare JSON body", () =>
+    Effect.gen(function*() {
+      const object = new SaacmsRealtimeDO(state(new MemoryStorage()), { REALTIME_MAX_EVENTS: "lots" })
+      const response = yield* Effect.promise(() => object.fetch(new Request("https://do/", { headers: { Accept: "text/event-stream" } })))
+      assert.strictEqual(response.status, 500)
+      assert.deepStrictEqual(yield* Effect.promise(() => response.json()), { error: "internal", message: "internal error" })
     }))
 })
