@@ -1,0 +1,71 @@
+/**
+ * `BaselineDO`: the floor for the workerd fan-out bench. One object is one
+ * record; its subscribers are a `Set` of stream controllers. A publish encodes
+ * one frame and enqueues the same bytes to every controller. No replay buffer,
+ * no validation, no heartbeat, no bound per subscriber.
+ *
+ * It speaks the binding contract of `SaacmsRealtimeDO`: `GET` with
+ * `Accept: text/event-stream` subscribes (the stream starts with
+ * `:keepalive\n\n`), `POST` with a JSON event publishes and answers 204.
+ */
+
+const encoder = new TextEncoder()
+const keepalive = encoder.encode(":keepalive\n\n")
+const headers = {
+  "Content-Type": "text/event-stream",
+  "Cache-Control": "no-cache, no-transform",
+  Connection: "keep-alive"
+}
+
+type Controller = ReadableStreamDefaultController<Uint8Array>
+
+interface PublishedEvent {
+  readonly type: string
+  readonly id: string
+  readonly record?: unknown
+  readonly etag?: string
+}
+
+export class BaselineDO {
+  readonly #subscribers = new Set<Controller>()
+  #counter = 0
+
+  async fetch(request: Request): Promise<Response> {
+    if (request.method === "GET" && (request.headers.get("Accept") ?? "").includes("text/event-stream")) {
+      return this.#subscribe()
+    }
+    if (request.method === "POST") {
+      this.#publish(JSON.parse(await request.text()) as PublishedEvent)
+      return new Response(null, { status: 204 })
+    }
+    return new Response("not found", { status: 404 })
+  }
+
+  #subscribe(): Response {
+    const subscribers = this.#subscribers
+    let controller: Controller | undefined
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        controller = c
+        subscribers.add(c)
+        c.enqueue(keepalive)
+      },
+      cancel() {
+        if (controller !== undefined) subscribers.delete(controller)
+      }
+    })
+    return new Response(stream, { headers })
+  }
+
+  #publish(event: PublishedEvent): void {
+    const id = event.etag ?? `${Date.now()}-${++this.#counter}`
+    const frame = encoder.encode(`event: ${event.type}\nid: ${id}\ndata: ${JSON.stringify(event.record ?? { id: event.id })}\n\n`)
+    for (const controller of this.#subscribers) {
+      try {
+        controller.enqueue(frame)
+      } catch {
+        this.#subscribers.delete(controller)
+      }
+    }
+  }
+}
