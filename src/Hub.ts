@@ -78,7 +78,8 @@ export const subscribersGauge = Metric.gauge("saacms_realtime_subscribers", {
 })
 
 /**
- * Subscribers whose stream ended because they fell `queueCapacity` frames behind.
+ * Subscribers whose stream ended because they fell `queueCapacity` frames
+ * behind, or took nothing for a whole heartbeat interval while frames waited.
  *
  * @since 0.1.0
  * @category metrics
@@ -125,6 +126,24 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
         )
       })
 
+    // Each heartbeat first ends the subscribers that took nothing over the last
+    // interval while frames waited (workerd, for one, never says a client left).
+    const releaseStalled = (key: Event.ResourceKey) =>
+      Effect.suspend(() => {
+        const topic = topics.get(key)
+        if (topic === undefined) return Effect.void
+        let stalled = 0
+        for (const subscriber of topic.subscribers) {
+          if (subscriber.checkStalled()) stalled++
+        }
+        return stalled === 0 ? Effect.void : Effect.zipRight(
+          Metric.incrementBy(slowSubscribers, stalled),
+          Effect.logDebug("subscribers took nothing for a heartbeat interval; their streams end").pipe(
+            Effect.annotateLogs({ key, stalled })
+          )
+        )
+      })
+
     // Shutdown ends every open stream cleanly.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -157,7 +176,7 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
           // A child of the hub's scope: shutdown stops every heartbeat too.
           Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
             topic.scope = scope
-            return Scope.extend(heartbeat.keep(publish(key, keepalive)), scope)
+            return Scope.extend(heartbeat.keep(Effect.zipRight(releaseStalled(key), publish(key, keepalive))), scope)
           })
         )
       })

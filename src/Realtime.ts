@@ -34,20 +34,14 @@ export interface Published {
 
 /**
  * One open subscription, for adapters that write frames to a client
- * themselves (no fiber per client): attach it once, with `toReadableStream`
- * or `pipeTo`.
+ * themselves (no fiber per client).
  *
  * @since 0.1.0
  * @category models
  */
 export interface Subscriber {
-  /** The frames as a web stream; cancelling it ends the subscription. */
+  /** The frames as a web stream (call once); cancelling it ends the subscription. */
   toReadableStream(): ReadableStream<Uint8Array>
-  /**
-   * Write the frames to `writable`; a failed write ends the subscription (for
-   * runtimes that report a gone client only that way, such as workerd).
-   */
-  pipeTo(writable: WritableStream<Uint8Array>): void
   /** End the subscription; its stream ends after the frames it holds. */
   close(): void
 }

@@ -38,7 +38,7 @@ export const publishedHeaders = { id: "X-Saacms-Event-Id", seq: "X-Saacms-Event-
 const json = (status: number, error: string, message: string, headers?: Record<string, string>): Response =>
   Response.json({ error, message }, headers === undefined ? { status } : { status, headers })
 
-/** workerd's byte-stream pipe: unlike a JS stream, its writes fail once the client is gone. */
+/** workerd's native byte pipe (absent elsewhere). */
 const IdentityTransformStream = (globalThis as {
   readonly IdentityTransformStream?: new() => TransformStream<Uint8Array, Uint8Array>
 }).IdentityTransformStream
@@ -55,11 +55,15 @@ export const subscribe = (request: Request): Effect.Effect<Response, never, Real
     const header = request.headers.get("Last-Event-ID")
     const last = header !== null && header !== "" ? header : new URL(request.url).searchParams.get("lastEventId")
     const subscriber = yield* realtime.open(record, last === null || last === "" ? undefined : last)
-    if (IdentityTransformStream === undefined) {
-      return new Response(subscriber.toReadableStream(), { headers: Frame.headers })
-    }
+    const body = subscriber.toReadableStream()
+    if (IdentityTransformStream === undefined) return new Response(body, { headers: Frame.headers })
+    // workerd never cancels `body` when the client leaves, and keeps taking
+    // from it at times; writes through its native pipe fail instead, and the
+    // failed pipe cancels `body`, which releases the subscriber.
     const pipe = new IdentityTransformStream()
-    subscriber.pipeTo(pipe.writable)
+    body.pipeTo(pipe.writable).catch(() => {
+      // Released by the cancel.
+    })
     return new Response(pipe.readable, { headers: Frame.headers })
   }).pipe(
     Effect.catchTags({

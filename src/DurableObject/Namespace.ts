@@ -94,12 +94,6 @@ class RemoteSubscriber implements Realtime.Subscriber {
     })
   }
 
-  pipeTo(writable: WritableStream<Uint8Array>): void {
-    this.toReadableStream().pipeTo(writable).catch(() => {
-      // The client is gone; the pipe has cancelled the object's stream.
-    })
-  }
-
   close(): void {
     const cancelled = this.#reader === undefined ? this.body.cancel() : this.#reader.cancel()
     cancelled.catch(() => {

@@ -1,9 +1,9 @@
 /**
  * One subscriber's bounded inbox of frames, filled synchronously by the hub's
  * fan-out and drained by whatever writes to the client: a `Sink` (a web
- * `ReadableStream`'s queue, a `WritableStream` such as a Durable Object's
- * response pipe, later a WebSocket), where frames go straight through, or an
- * Effect `Stream`, which takes them here coalesced. Pure data structure, no Effect.
+ * `ReadableStream`'s queue today, a WebSocket later), where frames go straight
+ * through, or an Effect `Stream`, which takes them here coalesced. Pure data
+ * structure, no Effect.
  *
  * @internal
  */
@@ -36,6 +36,9 @@ export class Mailbox {
   private wake: (() => void) | undefined = undefined
   private sink: Sink | undefined = undefined
   private closer: (() => void) | undefined = undefined
+  /** Chunks handed to the sink, and how many of them it had taken at the last `checkStalled`. */
+  private written = 0
+  private takenAtCheck = -1
 
   constructor(private readonly capacity: number) {}
 
@@ -77,6 +80,7 @@ export class Mailbox {
       if (sink.backlog() >= this.capacity) return this.overflow()
       try {
         sink.write(message.frame)
+        this.written++
       } catch {
         // The runtime ended the stream before telling us (a failed write).
         this.lost()
@@ -144,12 +148,33 @@ export class Mailbox {
    * pending; if the mailbox has already closed, the sink gets them and ends.
    */
   attach(sink: Sink): void {
-    for (let chunk = this.poll(); chunk !== undefined; chunk = this.poll()) sink.write(chunk)
+    for (let chunk = this.poll(); chunk !== undefined; chunk = this.poll()) {
+      sink.write(chunk)
+      this.written++
+    }
     if (this.closed) sink.end()
     else this.sink = sink
   }
 
-  /** The client went away (its stream was cancelled or a write failed): drop the sink and close. */
+  /**
+   * Close this subscriber if its sink took nothing since the last call while
+   * frames were waiting: its client is gone without a word (workerd never
+   * cancels an object's stream) or stalled. Called once per heartbeat; returns
+   * `true` when it closed the subscriber.
+   */
+  checkStalled(): boolean {
+    const sink = this.sink
+    if (sink === undefined) return false
+    const backlog = sink.backlog()
+    const taken = this.written - backlog
+    const stalled = backlog > 0 && taken === this.takenAtCheck
+    this.takenAtCheck = taken
+    // Ended like a too-slow subscriber: a client still there reconnects and replays.
+    if (stalled) this.close()
+    return stalled
+  }
+
+  /** The client went away (its stream was cancelled, or a write threw): drop the sink and close. */
   lost(): void {
     this.sink = undefined
     this.close()
@@ -176,32 +201,6 @@ export class Mailbox {
           }
         }),
       cancel: () => this.lost()
-    })
-  }
-
-  /**
-   * Write this mailbox's frames to `writable`, at most `capacity` writes in
-   * flight. A failed write (the runtime's sign that the client is gone, where
-   * a cancelled read is not reported, as in workerd) closes the mailbox.
-   */
-  pipeTo(writable: WritableStream<Uint8Array>): void {
-    const writer = writable.getWriter()
-    let pending = 0
-    const written = () => {
-      pending--
-    }
-    const failed = () => this.lost()
-    this.attach({
-      backlog: () => pending,
-      write: (chunk) => {
-        pending++
-        writer.write(chunk).then(written, failed)
-      },
-      end: () => {
-        writer.close().catch(() => {
-          // The client is already gone.
-        })
-      }
     })
   }
 

@@ -10,7 +10,11 @@ import * as Schedule from "effect/Schedule"
 export class ConditionNotMet<A> extends Data.TaggedError("ConditionNotMet")<{
   readonly label: string
   readonly last: A
-}> {}
+}> {
+  override get message(): string {
+    return `${this.label}: not met; last ${JSON.stringify(this.last)}`
+  }
+}
 
 /**
  * Succeed with the first value of `effect` that satisfies `predicate`, polling
