@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import type * as Access from "./Access.js"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -58,7 +59,7 @@ const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat> = Laye
   Hub.Hub,
   Effect.gen(function*() {
     const config = yield* RealtimeConfig.RealtimeConfig
-    const hub = yield* Hub.make(config.queueCapacity)
+    const hub = yield* Hub.make(config)
     const record = DurableObjectHttp.record
     return Hub.Hub.of({
       ...hub,
@@ -79,7 +80,7 @@ const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat> = Laye
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (env: unknown, options: RealtimeConfig.Options = {}): Layer.Layer<never> => {
+export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<never> => {
   const vars = new Map<string, string>()
   if (typeof env === "object" && env !== null) {
     for (const [name, value] of Object.entries(env)) {
@@ -89,11 +90,20 @@ export const layerConfig = (env: unknown, options: RealtimeConfig.Options = {}):
     }
   }
   return RealtimeConfig.layerConfig.pipe(
-    Layer.provide(Layer.merge(Layer.setConfigProvider(ConfigProvider.fromMap(vars)), RealtimeConfig.layer(options))),
+    Layer.provide(Layer.merge(Layer.setConfigProvider(ConfigProvider.fromMap(vars)), RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options)))),
     Layer.tapErrorCause((cause) => Effect.logError("invalid REALTIME_* configuration", cause)),
     Layer.orDie
   )
 }
+
+/**
+ * The object's options in code: `RealtimeConfig.Options`, and the per-event
+ * access `recheck` (the Worker forwards each subscriber's grant subject as JSON).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options = RealtimeConfig.Options & { readonly recheck?: Access.Recheck | undefined }
 
 /**
  * The Durable Object class to register with the Workers runtime (export it
@@ -110,6 +120,7 @@ export class SaacmsRealtimeDO {
   >
   readonly #name: string | undefined
   readonly #storage: Storage.StorageLike
+  readonly #recheck: Access.Recheck | undefined
 
   /**
    * This class with other defaults, for hosts that configure in code: export
@@ -117,9 +128,9 @@ export class SaacmsRealtimeDO {
    * Worker under a name of your own and bind that. `REALTIME_*` variables
    * still override these.
    */
-  static configure(options: RealtimeConfig.Options): typeof SaacmsRealtimeDO {
+  static configure(options: Options): typeof SaacmsRealtimeDO {
     // Validated now, at the Worker's start, rather than in every object.
-    const checked = Schema.decodeUnknownSync(RealtimeConfig.Options)(options)
+    const checked = { ...Schema.decodeUnknownSync(RealtimeConfig.Options)(options), recheck: options.recheck }
     return class extends SaacmsRealtimeDO {
       constructor(state: DurableObjectStateLike, env?: unknown) {
         super(state, env, checked)
@@ -127,9 +138,10 @@ export class SaacmsRealtimeDO {
     }
   }
 
-  constructor(state: DurableObjectStateLike, env?: unknown, options?: RealtimeConfig.Options) {
+  constructor(state: DurableObjectStateLike, env?: unknown, options?: Options) {
     this.#name = state.id?.name
     this.#storage = state.storage
+    this.#recheck = options?.recheck
     this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provide(layerConfig(env, options))))
     // A woken object restores its history before it serves a request.
     void state.blockConcurrencyWhile(() => this.#runtime.runtime().then(() => undefined, () => undefined))
@@ -137,7 +149,7 @@ export class SaacmsRealtimeDO {
 
   /** Answer one binding request: subscribe (GET, SSE), publish (POST, 204) or stats (GET, JSON). */
   fetch(request: Request): Promise<Response> {
-    return this.#runtime.runPromise(DurableObjectHttp.handle(request, this.#name, this.#storage)).catch(() =>
+    return this.#runtime.runPromise(DurableObjectHttp.handle(request, this.#name, this.#storage, this.#recheck)).catch(() =>
       // Only a core that could not start (its configuration, its storage) gets here; the log has why.
       Response.json({ error: "internal", message: "internal error" }, { status: 500 })
     )

@@ -71,6 +71,27 @@ export const encode = (
 }
 
 /**
+ * The reconnection delay a client should use, in ms (`retry: <ms>`). A
+ * non-negative integer, so the field cannot carry anything else.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const retry = (ms: number): Uint8Array =>
+  encoder.encode(`retry: ${Number.isSafeInteger(ms) && ms >= 0 ? ms : 0}\n\n`)
+
+/**
+ * The frame that ends a subscription whose access ended: its grant expired
+ * (`"expired"`) or the access check refused a record event (`"forbidden"`).
+ * It has no `id:`, so the client keeps its last event id.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const revoked = (reason: "expired" | "forbidden"): Uint8Array =>
+  encoder.encode(`event: saacms-revoked\ndata: {"reason":"${reason}"}\n\n`)
+
+/**
  * The frame that tells a client its history is gone: refetch, then carry on
  * from `newestId`.
  *

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -18,6 +19,7 @@ import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Mailbox from "./internal/mailbox.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
+import * as RealtimeError from "./RealtimeError.js"
 
 /**
  * What flows to subscribers: an encoded frame and its per-record sequence
@@ -44,6 +46,9 @@ export type Subscriber = Mailbox.Mailbox
  */
 export const keepalive: Message = { seq: 0, frame: Frame.keepalive }
 
+const revokedExpired = Frame.revoked("expired")
+const revokedForbidden = Frame.revoked("forbidden")
+
 /**
  * @since 0.1.0
  * @category tags
@@ -52,13 +57,13 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   /** Hand `message` to every current subscriber of `key`. */
   readonly publish: (key: Event.ResourceKey, message: Message) => Effect.Effect<void>
   /** A new subscriber of `key`, registered until the scope closes (then its mailbox closes too). */
-  readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Subscriber, never, Scope.Scope>
+  readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers, Scope.Scope>
   /**
    * A new subscriber of `key`, registered until its mailbox closes: the client
    * cancels its stream, it falls too far behind, or the hub shuts down. For
    * adapters that hand the mailbox to a socket and hold no fiber per client.
    */
-  readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber>
+  readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers>
   /** Current subscribers of `key`. */
   readonly subscriberCount: (key: Event.ResourceKey) => Effect.Effect<number>
   /** Current subscribers over all records. */
@@ -95,28 +100,49 @@ interface Topic {
 }
 
 /**
- * A hub whose subscribers each hold at most `capacity` pending frames; one
+ * The bounds a hub enforces (see `RealtimeConfig.Resolved`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Limits = Pick<RealtimeConfig.Resolved, "queueCapacity" | "maxSubscribersPerKey" | "maxSubscribers">
+
+/**
+ * A hub whose subscribers each hold at most `queueCapacity` pending frames; one
  * that falls further behind has its mailbox closed at the last frame it can
  * hold (it reconnects and replays), so the publisher never waits and memory
- * stays bounded.
+ * stays bounded. Joining beyond `maxSubscribersPerKey` or `maxSubscribers` fails.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
+export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
   Effect.gen(function*() {
     const heartbeat = yield* Heartbeat.Heartbeat
     const hubScope = yield* Effect.scope
     const topics = new Map<Event.ResourceKey, Topic>()
     let total = 0
 
+    // A subscriber whose access ended gets `saacms-revoked` instead of the frame, then ends.
+    const admits = (subscriber: Subscriber, message: Message, now: number): boolean => {
+      if (subscriber.expiresAt <= now) {
+        subscriber.finish(revokedExpired)
+        return false
+      }
+      if (subscriber.canSee !== undefined && message.event !== undefined && !subscriber.canSee(message.event)) {
+        subscriber.finish(revokedForbidden)
+        return false
+      }
+      return true
+    }
+
     const publish = (key: Event.ResourceKey, message: Message) =>
-      Effect.suspend(() => {
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const topic = topics.get(key)
         if (topic === undefined) return Effect.void
         let slow = 0
         for (const subscriber of topic.subscribers) {
-          if (!subscriber.offer(message)) slow++
+          if (admits(subscriber, message, now) && !subscriber.offer(message)) slow++
         }
         return slow === 0 ? Effect.void : Effect.zipRight(
           Metric.incrementBy(slowSubscribers, slow),
@@ -128,13 +154,15 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
 
     // Each heartbeat first ends the subscribers that took nothing over the last
     // interval while frames waited (workerd, for one, never says a client left).
+    // Expired grants end here too, so a quiet record does not keep them open.
     const releaseStalled = (key: Event.ResourceKey) =>
-      Effect.suspend(() => {
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const topic = topics.get(key)
         if (topic === undefined) return Effect.void
         let stalled = 0
         for (const subscriber of topic.subscribers) {
-          if (subscriber.checkStalled()) stalled++
+          if (subscriber.expiresAt <= now) subscriber.finish(revokedExpired)
+          else if (subscriber.checkStalled()) stalled++
         }
         return stalled === 0 ? Effect.void : Effect.zipRight(
           Metric.incrementBy(slowSubscribers, stalled),
@@ -213,7 +241,13 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
 
     const join = (key: Event.ResourceKey) =>
       Effect.suspend(() => {
-        const subscriber = new Mailbox.Mailbox(capacity)
+        if (total >= limits.maxSubscribers) {
+          return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "process", limit: limits.maxSubscribers }))
+        }
+        if ((topics.get(key)?.subscribers.size ?? 0) >= limits.maxSubscribersPerKey) {
+          return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "key", limit: limits.maxSubscribersPerKey }))
+        }
+        const subscriber = new Mailbox.Mailbox(limits.queueCapacity)
         subscriber.onClose(() => {
           closed.push([key, subscriber])
           wakeReaper?.()
@@ -232,12 +266,12 @@ export const make = (capacity: number): Effect.Effect<Hub["Type"], never, Scope.
   })
 
 /**
- * The hub, sized by `RealtimeConfig.queueCapacity`.
+ * The hub, with the bounds of `RealtimeConfig`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer: Layer.Layer<Hub, never, Heartbeat.Heartbeat> = Layer.scoped(
   Hub,
-  Effect.flatMap(RealtimeConfig.RealtimeConfig, (config) => make(config.queueCapacity))
+  Effect.flatMap(RealtimeConfig.RealtimeConfig, make)
 )

@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Access from "./Access.js"
 import * as Namespace from "./DurableObject/Namespace.js"
 import * as Event from "./Event.js"
 import * as Hub from "./Hub.js"
@@ -47,6 +48,20 @@ export type RealtimeOptions = RealtimeConfig.Options & {
   readonly binding?: Namespace.DurableObjectNamespaceLike | undefined
   /** The reference's; the binding is passed as `binding`, so the name is not used. */
   readonly bindingName?: string | undefined
+  /**
+   * Decide each subscribe request (see `Access`): return `Access.allow(...)`,
+   * `Access.deny(401 | 403, reason)`, or a boolean (`false` is 403), or a
+   * Promise of one. A throw or rejection answers 500 and opens nothing.
+   */
+  readonly authorize?: ((request: Access.AccessRequest) => Access.DecisionInput | Promise<Access.DecisionInput>) | undefined
+  /**
+   * Run before each live record event goes to a subscriber: `false` ends its
+   * stream with `saacms-revoked`. With a `binding`, give it to
+   * `SaacmsRealtimeDO.configure({ recheck })` instead (the grant's subject is forwarded).
+   */
+  readonly recheck?: Access.Recheck | undefined
+  /** Cross-origin access for browsers on other origins; off by default. */
+  readonly cors?: RealtimeHttp.CorsOptions | undefined
 }
 
 /**
@@ -81,6 +96,8 @@ export interface PluginDef {
   readonly version: string
   readonly routes: {
     readonly "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) => Promise<Response>
+    /** The CORS preflight, present when `cors` is set. */
+    readonly "OPTIONS /api/saacms/v1/:collection/:id/subscribe"?: (c: RealtimeRouteContext) => Promise<Response>
   }
   readonly services: { readonly realtime: RealtimePublisher }
 }
@@ -97,7 +114,12 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   const backend: Layer.Layer<Realtime.Realtime> = options.binding === undefined
     ? Realtime.layerMemory.pipe(Layer.provide(config))
     : Namespace.layer(options.binding)
-  const runtime = ManagedRuntime.make(backend)
+  const http = Layer.mergeAll(
+    config,
+    Access.layerPromise({ authorize: options.authorize, recheck: options.recheck }),
+    options.cors === undefined ? Layer.empty : RealtimeHttp.layerCors(options.cors)
+  )
+  const runtime = ManagedRuntime.make(Layer.merge(backend, http))
   let stopped = false
 
   const run = <A, E>(effect: Effect.Effect<A, E, Realtime.Realtime>): Promise<A> =>
@@ -114,14 +136,25 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
       Effect.map((response) => HttpServerResponse.toWeb(response))
     ))
 
+  const preflight = (c: RealtimeRouteContext): Promise<Response> =>
+    run(RealtimeHttp.preflight.pipe(
+      Effect.provideService(HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(c.req.raw ?? new Request("http://localhost/"))),
+      Effect.map((response) => HttpServerResponse.toWeb(response))
+    ))
+
+  const stoppedResponse = () =>
+    Promise.resolve(Response.json({ error: "stopped", message: "realtime plugin stopped" }, { status: 503 }))
+
   return {
     name: "@saacms/plugin-realtime",
     version: "0.1.0",
     routes: {
       "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) =>
-        stopped
-          ? Promise.resolve(Response.json({ error: "stopped", message: "realtime plugin stopped" }, { status: 503 }))
-          : subscribe(c)
+        stopped ? stoppedResponse() : subscribe(c),
+      ...(options.cors === undefined ? {} : {
+        "OPTIONS /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) =>
+          stopped ? stoppedResponse() : preflight(c)
+      })
     },
     services: {
       realtime: {

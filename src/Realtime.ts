@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
@@ -59,6 +60,34 @@ export type PublishError =
   | RealtimeError.Unavailable
 
 /**
+ * What a subscription may see, from the access decision that opened it: when
+ * its grant ends (`Clock` ms since the epoch; the stream then gets
+ * `saacms-revoked` `{"reason":"expired"}` and ends) and a check run before
+ * each live record event goes to it (`false`: `saacms-revoked`
+ * `{"reason":"forbidden"}`, and the stream ends). A check that throws refuses.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Grant {
+  readonly expiresAt?: number | undefined
+  readonly canSee?: ((event: Event.RealtimeEvent) => boolean) | undefined
+  /** What the check knows of the client (forwarded to a Durable Object as JSON). */
+  readonly subject?: unknown
+}
+
+/**
+ * The errors of `open` and `subscribe`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type SubscribeError =
+  | RealtimeError.InvalidLastEventId
+  | RealtimeError.TooManySubscribers
+  | RealtimeError.Unavailable
+
+/**
  * @since 0.1.0
  * @category tags
  */
@@ -68,23 +97,25 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
   /**
    * Register a subscriber of `key`, primed with what it is owed after
    * `lastEventId`, until it closes (its client leaves, it falls
-   * `queueCapacity` frames behind, or the service shuts down). The low-level
-   * form of `subscribe`, for adapters that write to a socket themselves.
+   * `queueCapacity` frames behind, its grant ends, or the service shuts down).
+   * The low-level form of `subscribe`, for adapters that write to a socket themselves.
    */
   readonly open: (
     key: Event.ResourceKey,
-    lastEventId?: string | undefined
-  ) => Effect.Effect<Subscriber, RealtimeError.InvalidLastEventId | RealtimeError.Unavailable>
+    lastEventId?: string | undefined,
+    grant?: Grant | undefined
+  ) => Effect.Effect<Subscriber, SubscribeError>
   /**
-   * The SSE bytes for one record: `:keepalive`, then what the client missed
-   * after `lastEventId` (or one `saacms-resync` frame), then live frames.
-   * Ends when the subscriber falls `queueCapacity` frames behind (it reconnects
-   * and replays) or when the service shuts down.
+   * The SSE bytes for one record: `:keepalive`, `retry:`, then what the
+   * client missed after `lastEventId` (or one `saacms-resync` frame), then
+   * live frames. Ends when the subscriber falls `queueCapacity` frames behind
+   * (it reconnects and replays), when its grant ends, or when the service shuts down.
    */
   readonly subscribe: (
     key: Event.ResourceKey,
-    lastEventId?: string | undefined
-  ) => Stream.Stream<Uint8Array, RealtimeError.InvalidLastEventId | RealtimeError.Unavailable>
+    lastEventId?: string | undefined,
+    grant?: Grant | undefined
+  ) => Stream.Stream<Uint8Array, SubscribeError>
 }>() {}
 
 /**
@@ -114,20 +145,37 @@ export const make: Effect.Effect<
         return yield* new RealtimeError.FrameTooLarge({ bytes: frame.byteLength, maxBytes: config.maxFrameBytes })
       }
       const entry = yield* lock.withPermits(1)(
-        Effect.tap(buffer.append(key, { id, frame }), (entry) => hub.publish(key, entry))
+        Effect.tap(buffer.append(key, { id, frame }), (entry) => hub.publish(key, { seq: entry.seq, frame, event }))
       )
       return { key, id, seq: entry.seq }
     })
 
   // Gapless handoff: the subscriber is registered for live frames first, then
   // the history is read; it drops live frames the history covered (by sequence number).
-  const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined) =>
-    Effect.map(buffer.since(key, last), (since) => {
+  const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) =>
+    Effect.gen(function*() {
+      if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
+      const canSee = grant?.canSee
+      if (canSee !== undefined) {
+        subscriber.canSee = (event) => {
+          try {
+            return canSee(event as Event.RealtimeEvent)
+          } catch {
+            return false
+          }
+        }
+      }
+      const since = yield* buffer.since(key, last)
+      const opening = [Frame.keepalive]
+      if (config.retryMs > 0) {
+        // Jittered, so that clients cut off together do not all come back at once.
+        opening.push(Frame.retry(config.retryMs + (yield* Random.nextIntBetween(0, config.retryJitterMs + 1))))
+      }
       subscriber.begin(
         since.lastSeq,
         since._tag === "Resync"
-          ? [Frame.keepalive, Frame.resync(since.newestId)]
-          : [Frame.keepalive, ...since.entries.map((entry) => entry.frame)]
+          ? [...opening, Frame.resync(since.newestId)]
+          : [...opening, ...since.entries.map((entry) => entry.frame)]
       )
       return subscriber
     })
@@ -135,14 +183,14 @@ export const make: Effect.Effect<
   const lastId = (lastEventId: string | undefined) =>
     lastEventId === undefined ? Effect.succeed(undefined) : Event.decodeLastEventId(lastEventId)
 
-  const open: Realtime["Type"]["open"] = (key, lastEventId) =>
+  const open: Realtime["Type"]["open"] = (key, lastEventId, grant) =>
     Effect.flatMap(lastId(lastEventId), (last) =>
-      Effect.uninterruptible(Effect.flatMap(hub.join(key), (subscriber) => prime(subscriber, key, last))))
+      Effect.uninterruptible(Effect.flatMap(hub.join(key), (subscriber) => prime(subscriber, key, last, grant))))
 
-  const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId) =>
+  const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId, grant) =>
     Stream.unwrapScoped(Effect.gen(function*() {
       const last = yield* lastId(lastEventId)
-      const subscriber = yield* Effect.flatMap(hub.subscribe(key), (subscriber) => prime(subscriber, key, last))
+      const subscriber = yield* Effect.flatMap(hub.subscribe(key), (subscriber) => prime(subscriber, key, last, grant))
       return Stream.repeatEffectOption(Effect.async<Uint8Array, Option.Option<never>>((resume) => {
         const take = () => {
           const chunk = subscriber.poll()

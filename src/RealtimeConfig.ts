@@ -26,7 +26,11 @@ export const Options = Schema.Struct({
   })),
   heartbeatMs: Schema.optional(Schema.Int.pipe(Schema.between(10, 3_600_000))),
   queueCapacity: Schema.optional(Schema.Int.pipe(Schema.between(1, 1_000_000))),
-  maxFrameBytes: Schema.optional(Schema.Int.pipe(Schema.between(256, 64 * 1024 * 1024)))
+  maxFrameBytes: Schema.optional(Schema.Int.pipe(Schema.between(256, 64 * 1024 * 1024))),
+  maxSubscribersPerKey: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000))),
+  maxSubscribers: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000))),
+  retryMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 3_600_000))),
+  retryJitterMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 3_600_000)))
 })
 
 /**
@@ -56,6 +60,20 @@ export interface Resolved {
   readonly queueCapacity: number
   /** Largest encoded frame `publish` accepts. Default 1 MiB. */
   readonly maxFrameBytes: number
+  /** Open subscriptions one record may have; beyond, subscribe answers 503. Default 10 000. */
+  readonly maxSubscribersPerKey: number
+  /** Open subscriptions over all records (of one process, or one Durable Object); beyond, 503. Default 100 000. */
+  readonly maxSubscribers: number
+  /**
+   * The reconnection delay suggested to clients (`retry:`, after the opening
+   * `:keepalive`), in ms; 0 sends none. Default 3 000.
+   */
+  readonly retryMs: number
+  /**
+   * Each stream's `retry:` is `retryMs` plus a random 0 – `retryJitterMs`, so
+   * that clients cut off together do not all come back at once. Default 2 000.
+   */
+  readonly retryJitterMs: number
 }
 
 /**
@@ -67,7 +85,11 @@ export const defaults: Resolved = {
   maxAge: Duration.hours(1),
   heartbeat: Duration.seconds(30),
   queueCapacity: 1024,
-  maxFrameBytes: 1024 * 1024
+  maxFrameBytes: 1024 * 1024,
+  maxSubscribersPerKey: 10_000,
+  maxSubscribers: 100_000,
+  retryMs: 3_000,
+  retryJitterMs: 2_000
 }
 
 /**
@@ -92,7 +114,11 @@ export const resolve = (options: Options, base: Resolved = defaults): Resolved =
   maxAge: options.retention?.maxAgeMs !== undefined ? Duration.millis(options.retention.maxAgeMs) : base.maxAge,
   heartbeat: options.heartbeatMs !== undefined ? Duration.millis(options.heartbeatMs) : base.heartbeat,
   queueCapacity: options.queueCapacity ?? base.queueCapacity,
-  maxFrameBytes: options.maxFrameBytes ?? base.maxFrameBytes
+  maxFrameBytes: options.maxFrameBytes ?? base.maxFrameBytes,
+  maxSubscribersPerKey: options.maxSubscribersPerKey ?? base.maxSubscribersPerKey,
+  maxSubscribers: options.maxSubscribers ?? base.maxSubscribers,
+  retryMs: options.retryMs ?? base.retryMs,
+  retryJitterMs: options.retryJitterMs ?? base.retryJitterMs
 })
 
 /**
@@ -107,7 +133,9 @@ export const layer = (options: Options): Layer.Layer<never> =>
 /**
  * Read the configuration from Effect's `ConfigProvider` (environment variables
  * `REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_HEARTBEAT_MS`,
- * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES` by default). Each
+ * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES`,
+ * `REALTIME_MAX_SUBSCRIBERS_PER_KEY`, `REALTIME_MAX_SUBSCRIBERS`,
+ * `REALTIME_RETRY_MS`, `REALTIME_RETRY_JITTER_MS` by default). Each
  * variable set overrides the configuration in force below this layer (the
  * defaults, or a `layer(options)` it is provided with).
  *
@@ -124,7 +152,11 @@ export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.ef
       retention: { maxEvents: yield* opt("REALTIME_MAX_EVENTS"), maxAgeMs: yield* opt("REALTIME_MAX_AGE_MS") },
       heartbeatMs: yield* opt("REALTIME_HEARTBEAT_MS"),
       queueCapacity: yield* opt("REALTIME_QUEUE_CAPACITY"),
-      maxFrameBytes: yield* opt("REALTIME_MAX_FRAME_BYTES")
+      maxFrameBytes: yield* opt("REALTIME_MAX_FRAME_BYTES"),
+      maxSubscribersPerKey: yield* opt("REALTIME_MAX_SUBSCRIBERS_PER_KEY"),
+      maxSubscribers: yield* opt("REALTIME_MAX_SUBSCRIBERS"),
+      retryMs: yield* opt("REALTIME_RETRY_MS"),
+      retryJitterMs: yield* opt("REALTIME_RETRY_JITTER_MS")
     }
     return yield* Schema.decodeUnknown(Options)(options).pipe(
       Effect.map((decoded) => resolve(decoded, base)),

@@ -64,9 +64,27 @@ export class Unavailable extends Data.TaggedError("Unavailable")<{
 }> {}
 
 /**
+ * A subscribe beyond `maxSubscribersPerKey` (`scope: "key"`) or
+ * `maxSubscribers` (`scope: "process"`). Nothing was registered.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TooManySubscribers extends Data.TaggedError("TooManySubscribers")<{
+  readonly scope: "key" | "process"
+  readonly limit: number
+}> {}
+
+/**
  * Every error the realtime core can fail with.
  *
  * @since 0.1.0
  * @category errors
  */
-export type RealtimeError = InvalidResourceKey | InvalidEvent | FrameTooLarge | InvalidLastEventId | Unavailable
+export type RealtimeError =
+  | InvalidResourceKey
+  | InvalidEvent
+  | FrameTooLarge
+  | InvalidLastEventId
+  | Unavailable
+  | TooManySubscribers

@@ -7,12 +7,17 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
+import * as Random from "effect/Random"
+import * as Access from "./Access.js"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Realtime from "./Realtime.js"
+import * as RealtimeConfig from "./RealtimeConfig.js"
 
 /**
  * The route, in the form the reference's plugin uses as its `routes` key.
@@ -86,8 +91,90 @@ export const lastEventId = (request: HttpServerRequest.HttpServerRequest): strin
 }
 
 /**
+ * Cross-origin access for browsers on other origins: off unless set. `origins`
+ * lists the allowed `Origin`s (exact match) or is `"*"`; `credentials` lets
+ * cookies through (`EventSource(url, { withCredentials: true })`; then `"*"`
+ * answers with the request's own origin, as the Fetch standard requires).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CorsOptions {
+  readonly origins: ReadonlyArray<string> | "*"
+  readonly credentials?: boolean | undefined
+}
+
+/**
+ * The CORS options in force (none by default).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Cors extends Context.Reference<Cors>()("@saacms/realtime/RealtimeHttp/Cors", {
+  defaultValue: (): CorsOptions | undefined => undefined
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerCors = (options: CorsOptions): Layer.Layer<never> => Layer.succeed(Cors, options)
+
+/**
+ * The CORS response headers for a request from `origin` (none when CORS is off
+ * or the origin is not allowed).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const corsHeaders = (cors: CorsOptions | undefined, origin: string | undefined): Record<string, string> => {
+  if (cors === undefined || origin === undefined) return {}
+  const allowed = cors.origins === "*" || cors.origins.includes(origin)
+  if (!allowed) return {}
+  const credentials = cors.credentials === true
+  return {
+    "Access-Control-Allow-Origin": cors.origins === "*" && !credentials ? "*" : origin,
+    ...(credentials ? { "Access-Control-Allow-Credentials": "true" } : {}),
+    "Access-Control-Expose-Headers": "Retry-After",
+    Vary: "Origin"
+  }
+}
+
+/**
+ * The answer to a CORS preflight (`OPTIONS`) for the subscribe route: 204 with
+ * the allowed method and headers, or 403 for an origin that is not allowed.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const preflight: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const headers = corsHeaders(yield* Cors, request.headers["origin"])
+    if (headers["Access-Control-Allow-Origin"] === undefined) return errorResponse(403, "forbidden", "origin not allowed")
+    return HttpServerResponse.empty({
+      status: 204,
+      headers: {
+        ...headers,
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": "Last-Event-ID, Authorization, Cache-Control",
+        "Access-Control-Max-Age": "600"
+      }
+    })
+  })
+
+// A request id for the logs: the client's or proxy's when it is a plain token, else a fresh one.
+const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
+  const given = request.headers["x-request-id"] ?? request.headers["cf-ray"]
+  return given !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : crypto.randomUUID()
+}
+
+/**
  * Answer one subscribe request: validate the key and the last event id (400
- * with a JSON body otherwise, nothing registered), then stream the record.
+ * with a JSON body otherwise), ask `Access` (401/403 otherwise), then stream
+ * the record until the grant ends. Nothing is registered unless the stream
+ * opens; every refusal is logged with the key and the request id, and no
+ * internal detail reaches the client.
  *
  * @since 0.1.0
  * @category handlers
@@ -99,37 +186,102 @@ export const subscribe: Effect.Effect<
 > = Effect.gen(function*() {
   const params = yield* PathParams
   const request = yield* HttpServerRequest.HttpServerRequest
-  const key = yield* Event.resourceKey(params.collection, params.id)
-  const raw = lastEventId(request)
-  const last = raw === undefined ? undefined : yield* Event.decodeLastEventId(raw)
-  const realtime = yield* Realtime.Realtime
-  const options = { contentType: Frame.headers["Content-Type"]!, headers: Frame.headers }
-  if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
-  if (request.source instanceof Request) {
-    // A server that speaks web Responses (Bun, workerd, web handlers) gets a
-    // ReadableStream fed straight from the subscriber's mailbox.
-    const subscriber = yield* realtime.open(key, last)
-    return HttpServerResponse.raw(subscriber.toReadableStream(), options)
-  }
-  return HttpServerResponse.stream(realtime.subscribe(key, last), options)
-}).pipe(
-  Effect.catchTags({
-    InvalidResourceKey: (error) => Effect.succeed(errorResponse(400, "invalid_resource_key", error.reason)),
-    InvalidLastEventId: (error) =>
-      Effect.succeed(errorResponse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
-    // The reason stays in the log: it may name internals the client has no business seeing.
-    Unavailable: (error) =>
-      Effect.as(
-        Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason)),
-        errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
-          HttpServerResponse.setHeader("Retry-After", "1")
-        )
+  const cors = corsHeaders(yield* Cors, request.headers["origin"])
+  return yield* open(params, request, cors).pipe(
+    Effect.map(HttpServerResponse.setHeaders(cors)),
+    Effect.annotateLogs({ requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
+  )
+})
+
+const open = (
+  params: PathParams["Type"],
+  request: HttpServerRequest.HttpServerRequest,
+  cors: Record<string, string>
+) =>
+  Effect.gen(function*() {
+    const key = yield* Event.resourceKey(params.collection, params.id)
+    const raw = lastEventId(request)
+    const last = raw === undefined ? undefined : yield* Event.decodeLastEventId(raw)
+    const access = yield* Access.Access
+    const url = new URL(request.url, "http://localhost")
+    const decision = yield* access.authorize({
+      key,
+      collection: params.collection!,
+      id: params.id!,
+      method: request.method,
+      url,
+      headers: new Headers(request.headers as Record<string, string>),
+      cookies: request.cookies
+    }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(Effect.logError("authorize failed", cause), Effect.fail(new AuthorizeFailed()))))
+    if (decision._tag === "Deny") {
+      yield* Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ key, status: decision.status }))
+      return errorResponse(
+        decision.status,
+        decision.status === 401 ? "unauthorized" : "forbidden",
+        decision.reason ?? (decision.status === 401 ? "authentication required" : "access denied")
       )
-  })
-)
+    }
+    if (decision.expiresAt !== undefined && decision.expiresAt <= (yield* Clock.currentTimeMillis)) {
+      return errorResponse(401, "unauthorized", "the grant has expired")
+    }
+    const options = { contentType: Frame.headers["Content-Type"]!, headers: { ...Frame.headers, ...cors } }
+    if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
+    const recheck = access.recheck
+    const grant: Realtime.Grant = {
+      expiresAt: decision.expiresAt,
+      subject: decision.subject,
+      canSee: recheck === undefined ? undefined : (event) => recheck(decision.subject, event, key)
+    }
+    const realtime = yield* Realtime.Realtime
+    if (request.source instanceof Request) {
+      // A server that speaks web Responses (Bun, workerd, web handlers) gets a
+      // ReadableStream fed straight from the subscriber's mailbox.
+      const subscriber = yield* realtime.open(key, last, grant)
+      return HttpServerResponse.raw(subscriber.toReadableStream(), options)
+    }
+    return HttpServerResponse.stream(realtime.subscribe(key, last, grant), options)
+  }).pipe(
+    Effect.catchTags({
+      InvalidResourceKey: (error) => refuse(400, "invalid_resource_key", error.reason),
+      InvalidLastEventId: (error) => refuse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`),
+      AuthorizeFailed: () => Effect.succeed(errorResponse(500, "internal", "internal error")),
+      TooManySubscribers: (error) =>
+        Effect.flatMap(retryAfter, (seconds) =>
+          Effect.as(
+            Effect.logWarning("subscriber limit reached").pipe(Effect.annotateLogs({ scope: error.scope, limit: error.limit })),
+            errorResponse(503, "too_many_subscribers", `subscriber limit reached (${error.scope}); retry later`).pipe(
+              HttpServerResponse.setHeader("Retry-After", String(seconds))
+            )
+          )),
+      // The reason stays in the log: it may name internals the client has no business seeing.
+      Unavailable: (error) =>
+        Effect.as(
+          Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason)),
+          errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
+            HttpServerResponse.setHeader("Retry-After", "1")
+          )
+        )
+    })
+  )
+
+class AuthorizeFailed extends Data.TaggedError("AuthorizeFailed") {}
+
+const refuse = (status: number, error: string, message: string) =>
+  Effect.as(
+    Effect.logInfo("subscribe refused").pipe(Effect.annotateLogs({ status, error })),
+    errorResponse(status, error, message)
+  )
+
+// Seconds before a refused client should come back: the retry hint, jittered the same way.
+const retryAfter = Effect.gen(function*() {
+  const config = yield* RealtimeConfig.RealtimeConfig
+  const ms = Math.max(config.retryMs, 1000) + (yield* Random.nextIntBetween(0, config.retryJitterMs + 1))
+  return Math.ceil(ms / 1000)
+})
 
 /**
- * The subscribe route for an Effect app's router; requires `Realtime`.
+ * The subscribe route for an Effect app's router (and its CORS preflight);
+ * requires `Realtime`. `Access.layer` and `RealtimeHttp.layerCors` configure it.
  *
  * @since 0.1.0
  * @category layers
@@ -138,8 +290,11 @@ export const layer: Layer.Layer<
   never,
   never,
   HttpLayerRouter.HttpRouter | HttpLayerRouter.Request<"Requires", Realtime.Realtime>
-> = HttpLayerRouter.add(
-  "GET",
-  path,
-  Effect.flatMap(HttpLayerRouter.params, (params) => Effect.provideService(subscribe, PathParams, params))
+> = Layer.merge(
+  HttpLayerRouter.add(
+    "GET",
+    path,
+    Effect.flatMap(HttpLayerRouter.params, (params) => Effect.provideService(subscribe, PathParams, params))
+  ),
+  HttpLayerRouter.add("OPTIONS", path, preflight)
 )

@@ -5,6 +5,8 @@
  */
 
 /** @since 0.1.0 */
+export * as Access from "./Access.js"
+/** @since 0.1.0 */
 export * as DurableObject from "./DurableObject.js"
 /** @since 0.1.0 */
 export * as Event from "./Event.js"

@@ -76,7 +76,7 @@ layer(runtime({ REALTIME_MAX_EVENTS: "5" }), { timeout: 60_000, excludeTestServi
       for (const { reader } of subscribers) {
         const received = yield* reader.readUntil(Sse.hasEvents(3))
         assert.strictEqual(
-          received.text,
+          Sse.stripRetry(received.text),
           ":keepalive\n\n" + [1, 2, 3].map((n) => `event: changed\nid: e${n}\ndata: {"id":"fan","n":${n}}\n\n`).join("")
         )
       }
@@ -102,7 +102,7 @@ layer(runtime({ REALTIME_MAX_EVENTS: "5" }), { timeout: 60_000, excludeTestServi
       for (const last of ["v2", "never-sent"]) {
         const { reader } = yield* subscribe("evict", { "Last-Event-ID": last })
         const received = yield* reader.readUntil(Sse.hasEvents(1))
-        assert.strictEqual(received.text, `:keepalive\n\nevent: saacms-resync\nid: v8\ndata: {"reason":"buffer-miss"}\n\n`)
+        assert.strictEqual(Sse.stripRetry(received.text), `:keepalive\n\nevent: saacms-resync\nid: v8\ndata: {"reason":"buffer-miss"}\n\n`)
       }
       // The oldest id still held replays normally.
       const { reader } = yield* subscribe("evict", { "Last-Event-ID": "v4" })
@@ -189,7 +189,7 @@ layer(runtime({ REALTIME_HEARTBEAT_MS: "200" }), { timeout: 60_000, excludeTestS
     Effect.gen(function*() {
       const { reader } = yield* subscribe("beat")
       const received = yield* reader.readUntil((r) => r.comments.length >= 3)
-      assert.strictEqual(received.text.slice(0, 36), ":keepalive\n\n:keepalive\n\n:keepalive\n\n")
+      assert.strictEqual(Sse.stripRetry(received.text).slice(0, 36), ":keepalive\n\n:keepalive\n\n:keepalive\n\n")
       assert.lengthOf(received.events, 0)
       assert.strictEqual((yield* stats("beat")).heartbeats, 1)
       yield* reader.cancel

@@ -205,7 +205,7 @@ describe(`the demo host's entry point (${Server.runtime})`, () => {
       ).pipe(Effect.flatMap((controller) => Effect.promise(() => fetch(url, { signal: controller.signal }))))
       const reader = yield* Sse.reader(response)
       const received = yield* reader.readUntil((received) => received.comments.length >= 2, "25 seconds")
-      assert.strictEqual(received.text, ":keepalive\n\n:keepalive\n\n")
+      assert.strictEqual(Sse.stripRetry(received.text), ":keepalive\n\n:keepalive\n\n")
       assert.strictEqual(yield* client.errors.size, 0)
       assert.strictEqual(client.attempts.length, 1)
     }).pipe(Effect.scoped), { timeout: 60_000 })

@@ -36,7 +36,7 @@ describe("Heartbeat", () => {
       yield* TestClock.adjust("5 seconds")
       assert.strictEqual(yield* text, ":keepalive\n\n".repeat(3))
       yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(memory({ heartbeatMs: 5000 }))))
+    }).pipe(Effect.provide(memory({ heartbeatMs: 5000, retryMs: 0 }))))
 
   it.scoped("defaults to 30 seconds", () =>
     Effect.gen(function*() {
@@ -45,7 +45,7 @@ describe("Heartbeat", () => {
       assert.strictEqual(yield* text, ":keepalive\n\n")
       yield* TestClock.adjust("1 second")
       assert.strictEqual(yield* text, ":keepalive\n\n".repeat(2))
-    }).pipe(Effect.provide(memory())))
+    }).pipe(Effect.provide(memory({ retryMs: 0 }))))
 
   it.scoped("runs one heartbeat per active record and none while idle", () =>
     Effect.gen(function*() {

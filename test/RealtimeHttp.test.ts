@@ -71,8 +71,9 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       assert.strictEqual(response.headers.get("connection")?.toLowerCase(), "keep-alive")
 
       const reader = yield* Sse.reader(response)
-      const received = yield* reader.readUntil((received) => received.bytes.byteLength >= keepalive.length)
-      assert.deepStrictEqual(received.bytes, Sse.bytes(keepalive))
+      const received = yield* reader.readUntil((received) => /^:keepalive\n\nretry: \d+\n\n/.test(received.text))
+      // The opening: `:keepalive`, then the jittered reconnection hint.
+      assert.strictEqual(Sse.stripRetry(received.text), keepalive)
       assert.deepStrictEqual(received.comments, ["keepalive"])
 
       const hub = yield* Hub.Hub
@@ -110,7 +111,7 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
 
       const received = yield* reader.readUntil(Sse.hasEvents(2))
       assert.deepStrictEqual(
-        received.bytes,
+        Sse.bytes(Sse.stripRetry(received.text)),
         Sse.bytes(
           keepalive +
             frame("changed", "\"v1\"", "{\"title\":\"héllo\\nworld\",\"n\":1}") +
@@ -130,7 +131,7 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       yield* publishChanged("posts", "1", "e4")
       const received = yield* reader.readUntil(Sse.hasEvents(3))
       assert.strictEqual(
-        received.text,
+        Sse.stripRetry(received.text),
         keepalive +
           frame("changed", "e2", "{\"etag\":\"e2\"}") +
           frame("changed", "e3", "{\"etag\":\"e3\"}") +
@@ -143,7 +144,7 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       for (const etag of ["e1", "e2", "e3"]) yield* publishChanged("posts", "1", etag)
       const { reader } = yield* subscribe(`${subscribePath("posts", "1")}?lastEventId=e2`)
       const received = yield* reader.readUntil(Sse.hasEvents(1))
-      assert.strictEqual(received.text, keepalive + frame("changed", "e3", "{\"etag\":\"e3\"}"))
+      assert.strictEqual(Sse.stripRetry(received.text), keepalive + frame("changed", "e3", "{\"etag\":\"e3\"}"))
     }).pipe(Effect.scoped, Effect.provide(App)))
 
   it.live("the `Last-Event-ID` header wins over `?lastEventId=`", () =>
@@ -154,7 +155,7 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       const received = yield* reader.readUntil(Sse.hasEvents(2))
       assert.deepStrictEqual(received.events.map((event) => event.id), ["e3", "e4"])
       assert.strictEqual(
-        received.text,
+        Sse.stripRetry(received.text),
         keepalive + frame("changed", "e3", "{\"etag\":\"e3\"}") + frame("changed", "e4", "{\"etag\":\"e4\"}")
       )
     }).pipe(Effect.scoped, Effect.provide(App)))
@@ -164,13 +165,13 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       for (const etag of ["e1", "e2", "e3"]) yield* publishChanged("posts", "1", etag)
       const { reader } = yield* subscribe(subscribePath("posts", "1"), { "Last-Event-ID": "gone" })
       const resync = frame("saacms-resync", "e3", "{\"reason\":\"buffer-miss\"}")
-      const received = yield* reader.readUntil((received) => received.text.length >= (keepalive + resync).length)
-      assert.deepStrictEqual(received.bytes, Sse.bytes(keepalive + resync))
+      const received = yield* reader.readUntil(Sse.hasEvents(1))
+      assert.strictEqual(Sse.stripRetry(received.text), keepalive + resync)
       assert.deepStrictEqual(received.events, [{ event: "saacms-resync", id: "e3", data: "{\"reason\":\"buffer-miss\"}" }])
       // After the resync the stream is live from the newest event on: no replay follows.
       yield* publishChanged("posts", "1", "e4")
       const next = yield* reader.readUntil(Sse.hasEvents(2))
-      assert.strictEqual(next.text, keepalive + resync + frame("changed", "e4", "{\"etag\":\"e4\"}"))
+      assert.strictEqual(Sse.stripRetry(next.text), keepalive + resync + frame("changed", "e4", "{\"etag\":\"e4\"}"))
     }).pipe(Effect.scoped, Effect.provide(App)))
 
   it.live("rejects a bad slug, id or Last-Event-ID with a JSON 400, registers nothing, leaves others alone", () =>
@@ -232,7 +233,7 @@ describe(`RealtimeHttp (${Server.runtime})`, () => {
       // And the existing subscriber still gets its record's events.
       yield* publishChanged("posts", "1", "after")
       const received = yield* watched.reader.readUntil(Sse.hasEvents(1))
-      assert.strictEqual(received.text, keepalive + frame("changed", "after", "{\"etag\":\"after\"}"))
+      assert.strictEqual(Sse.stripRetry(received.text), keepalive + frame("changed", "after", "{\"etag\":\"after\"}"))
     }).pipe(Effect.scoped, Effect.provide(App)))
 
   // Ids may be 1-128 characters (Event.RecordId) and anything else must get the

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import type * as Access from "../Access.js"
 import * as Effect from "effect/Effect"
 import * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
@@ -49,12 +50,16 @@ const IdentityTransformStream = (globalThis as {
  * @since 0.1.0
  * @category handlers
  */
-export const subscribe = (request: Request): Effect.Effect<Response, never, Realtime.Realtime> =>
+export const subscribe = (
+  request: Request,
+  recheck?: Access.Recheck | undefined,
+  name?: string | undefined
+): Effect.Effect<Response, never, Realtime.Realtime> =>
   Effect.gen(function*() {
     const realtime = yield* Realtime.Realtime
     const header = request.headers.get("Last-Event-ID")
     const last = header !== null && header !== "" ? header : new URL(request.url).searchParams.get("lastEventId")
-    const subscriber = yield* realtime.open(record, last === null || last === "" ? undefined : last)
+    const subscriber = yield* realtime.open(record, last === null || last === "" ? undefined : last, grantOf(request, recheck, (name ?? record) as Event.ResourceKey))
     const body = subscriber.toReadableStream()
     if (IdentityTransformStream === undefined) return new Response(body, { headers: Frame.headers })
     // workerd never cancels `body` when the client leaves, and keeps taking
@@ -68,9 +73,44 @@ export const subscribe = (request: Request): Effect.Effect<Response, never, Real
   }).pipe(
     Effect.catchTags({
       InvalidLastEventId: (error) => Effect.succeed(json(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+      TooManySubscribers: ({ limit, scope }) =>
+        Effect.succeed(Response.json(
+          { error: "too_many_subscribers", message: `subscriber limit reached (${scope})`, limit },
+          { status: 503, headers: { "Retry-After": "5" } }
+        )),
       Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
     })
   )
+
+/**
+ * The headers that carry a subscriber's grant from the Worker, which
+ * authorized the client, to the object: its expiry (ms since the epoch) and
+ * its subject as JSON, for the object's `recheck`. Binding requests come only
+ * from the Worker's own code, so the object trusts them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const grantHeaders = { expiresAt: "X-Saacms-Grant-Expires-At", subject: "X-Saacms-Grant-Subject" } as const
+
+const grantOf = (request: Request, recheck: Access.Recheck | undefined, key: Event.ResourceKey): Realtime.Grant => {
+  const expiresAt = Number(request.headers.get(grantHeaders.expiresAt) ?? Number.NaN)
+  const subjectJson = request.headers.get(grantHeaders.subject)
+  let subject: unknown = undefined
+  if (subjectJson !== null) {
+    try {
+      subject = JSON.parse(decodeURIComponent(subjectJson))
+    } catch {
+      // A subject the object cannot read sees nothing a re-check guards.
+      return { expiresAt: Number.isFinite(expiresAt) ? expiresAt : undefined, canSee: () => false }
+    }
+  }
+  return {
+    expiresAt: Number.isFinite(expiresAt) ? expiresAt : undefined,
+    subject,
+    canSee: recheck === undefined ? undefined : (event) => recheck(subject, event, key)
+  }
+}
 
 /**
  * Publish one event (the request body, JSON); 204 with the event's id and
@@ -146,7 +186,8 @@ export const stats = (storage: Storage.StorageLike): Effect.Effect<Response, nev
 export const handle = (
   request: Request,
   name: string | undefined,
-  storage: Storage.StorageLike
+  storage: Storage.StorageLike,
+  recheck?: Access.Recheck | undefined
 ): Effect.Effect<Response, never, Realtime.Realtime | Hub.Hub | Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> => {
   const accept = request.headers.get("Accept") ?? ""
   const handler: Effect.Effect<Response, never, Realtime.Realtime | Hub.Hub | Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> = request.method === "POST"
@@ -154,7 +195,7 @@ export const handle = (
     : request.method !== "GET"
     ? Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream subscribes; POST publishes"))
     : accept.includes("text/event-stream")
-    ? subscribe(request)
+    ? subscribe(request, recheck, name)
     : accept.includes("application/json")
     ? stats(storage)
     : Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream subscribes; POST publishes"))

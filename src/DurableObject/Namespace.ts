@@ -12,7 +12,7 @@ import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import * as Realtime from "../Realtime.js"
 import * as RealtimeError from "../RealtimeError.js"
-import { publishedHeaders } from "./Http.js"
+import { grantHeaders, publishedHeaders } from "./Http.js"
 
 /**
  * Structural mirrors of the Workers binding types (the reference's), so the
@@ -44,18 +44,23 @@ export interface DurableObjectNamespaceLike {
 }
 
 /**
- * The reference's subscribe request, plus the client's last event id.
+ * The reference's subscribe request, plus the client's last event id and its
+ * grant (expiry, and subject for the object's `recheck`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const subscribeRequest = (lastEventId?: string | undefined): Request =>
-  new Request("https://saacms-realtime-do/subscribe", {
-    method: "GET",
-    headers: lastEventId === undefined
-      ? { Accept: "text/event-stream" }
-      : { Accept: "text/event-stream", "Last-Event-ID": lastEventId }
-  })
+export const subscribeRequest = (lastEventId?: string | undefined, grant?: Realtime.Grant | undefined): Request => {
+  const headers: Record<string, string> = { Accept: "text/event-stream" }
+  if (lastEventId !== undefined) headers["Last-Event-ID"] = lastEventId
+  if (grant?.expiresAt !== undefined) headers[grantHeaders.expiresAt] = String(grant.expiresAt)
+  if (grant?.subject !== undefined) {
+    // Percent-encoded: a header value holds Latin-1 only.
+    const json = JSON.stringify(grant.subject)
+    if (json !== undefined) headers[grantHeaders.subject] = encodeURIComponent(json)
+  }
+  return new Request("https://saacms-realtime-do/subscribe", { method: "GET", headers })
+}
 
 /**
  * The reference's publish request.
@@ -152,21 +157,26 @@ export const make = (binding: DurableObjectNamespaceLike): Realtime.Realtime["Ty
       }
     })
 
-  const open: Realtime.Realtime["Type"]["open"] = (key, lastEventId) =>
+  const open: Realtime.Realtime["Type"]["open"] = (key, lastEventId, grant) =>
     Effect.gen(function*() {
       const last = lastEventId === undefined ? undefined : yield* Event.decodeLastEventId(lastEventId)
-      const response = yield* call(key, subscribeRequest(last))
+      const response = yield* call(key, yield* Effect.try({
+        try: () => subscribeRequest(last, grant),
+        catch: () => new RealtimeError.Unavailable({ reason: "the grant subject is not JSON" })
+      }))
       if (response.ok && response.body !== null) return new RemoteSubscriber(response.body)
       const error = yield* errorBody(response)
       return yield* error.error === "invalid_last_event_id"
         ? new RealtimeError.InvalidLastEventId({ reason: text(error.message) })
+        : error.error === "too_many_subscribers"
+        ? new RealtimeError.TooManySubscribers({ scope: "key", limit: Number(error.limit ?? 0) })
         : new RealtimeError.Unavailable({ reason: `durable object ${key} answered ${response.status}` })
     })
 
-  const subscribe: Realtime.Realtime["Type"]["subscribe"] = (key, lastEventId) =>
+  const subscribe: Realtime.Realtime["Type"]["subscribe"] = (key, lastEventId, grant) =>
     Stream.unwrapScoped(
       Effect.map(
-        Effect.acquireRelease(open(key, lastEventId), (subscriber) => Effect.sync(() => subscriber.close())),
+        Effect.acquireRelease(open(key, lastEventId, grant), (subscriber) => Effect.sync(() => subscriber.close())),
         (subscriber) =>
           Stream.fromReadableStream({
             evaluate: () => subscriber.toReadableStream(),

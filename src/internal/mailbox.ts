@@ -10,6 +10,8 @@
 export interface Message {
   readonly seq: number
   readonly frame: Uint8Array
+  /** The record event the frame encodes, for access re-checks (absent for `:keepalive`). */
+  readonly event?: unknown
 }
 
 /**
@@ -36,6 +38,10 @@ export class Mailbox {
   private wake: (() => void) | undefined = undefined
   private sink: Sink | undefined = undefined
   private closer: (() => void) | undefined = undefined
+  /** When this subscriber's access ends (`Clock` ms); checked at each publish and heartbeat. */
+  expiresAt = Infinity
+  /** Whether this subscriber may still see a record event; unset when no re-check is configured. */
+  canSee: ((event: unknown) => boolean) | undefined = undefined
   /** Chunks handed to the sink, and how many of them it had taken at the last `checkStalled`. */
   private written = 0
   private takenAtCheck = -1
@@ -116,6 +122,13 @@ export class Mailbox {
     }
     this.frames = count === frames.length ? [] : frames.slice(count)
     return out
+  }
+
+  /** Send `frame` last, after what is pending, and close (a revoked subscription). */
+  finish(frame: Uint8Array): void {
+    if (this.closed) return
+    if (this.early === undefined) this.offer({ seq: 0, frame })
+    this.close()
   }
 
   /** Call `f` once, the next time a frame is queued or the mailbox closes. */

@@ -161,3 +161,19 @@ export const reader = (response: Response): Effect.Effect<Reader, never, Scope.S
 /** A `readUntil` condition: the `:keepalive` and at least `n` events received. */
 export const hasEvents = (n: number) => (received: Received): boolean =>
   received.comments.length > 0 && received.events.length >= n
+
+/**
+ * `text` without the `retry:` block every stream sends after its opening
+ * `:keepalive` (its value is jittered). Throws unless the block is there, once,
+ * right after the keepalive, with a value within `[min, max]` (the defaults:
+ * 3 000 ms plus up to 2 000 ms of jitter).
+ */
+export const stripRetry = (text: string, range: { readonly min: number; readonly max: number } = { min: 3000, max: 5000 }): string => {
+  const match = /^:keepalive\n\nretry: (\d+)\n\n/.exec(text)
+  if (match === null) throw new Error(`expected :keepalive then retry: at the start of ${JSON.stringify(text.slice(0, 80))}`)
+  const retry = Number(match[1])
+  if (retry < range.min || retry > range.max) throw new Error(`retry: ${retry} outside [${range.min}, ${range.max}]`)
+  const rest = text.slice(match[0].length)
+  if (/^retry:/m.test(rest)) throw new Error("more than one retry: field")
+  return ":keepalive\n\n" + rest
+}
