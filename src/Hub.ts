@@ -123,7 +123,9 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
     const topics = new Map<Event.ResourceKey, Topic>()
     let total = 0
 
-    // A subscriber whose access ended gets `saacms-revoked` instead of the frame, then ends.
+    // A subscriber whose access ended gets `saacms-revoked` instead of the frame,
+    // then ends. The heartbeat's `:keepalive` goes through here too, so an
+    // expired grant on a quiet record ends within one heartbeat interval.
     const admits = (subscriber: Subscriber, message: Message, now: number): boolean => {
       if (subscriber.expiresAt <= now) {
         subscriber.finish(revokedExpired)
@@ -154,15 +156,13 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
 
     // Each heartbeat first ends the subscribers that took nothing over the last
     // interval while frames waited (workerd, for one, never says a client left).
-    // Expired grants end here too, so a quiet record does not keep them open.
     const releaseStalled = (key: Event.ResourceKey) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Effect.suspend(() => {
         const topic = topics.get(key)
         if (topic === undefined) return Effect.void
         let stalled = 0
         for (const subscriber of topic.subscribers) {
-          if (subscriber.expiresAt <= now) subscriber.finish(revokedExpired)
-          else if (subscriber.checkStalled()) stalled++
+          if (subscriber.checkStalled()) stalled++
         }
         return stalled === 0 ? Effect.void : Effect.zipRight(
           Metric.incrementBy(slowSubscribers, stalled),
