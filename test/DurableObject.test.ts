@@ -146,6 +146,39 @@ layer(runtime({ REALTIME_MAX_EVENTS: "5" }), { timeout: 60_000, excludeTestServi
     }))
 })
 
+layer(runtime({ REALTIME_HEARTBEAT_MS: "200" }), { timeout: 60_000, excludeTestServices: true })("SaacmsRealtimeDO access in workerd", (it) => {
+  it.scoped("the Worker's authorize refuses before any object is asked", () =>
+    Effect.gen(function*() {
+      const response = yield* request("/api/saacms/v1/posts/denied/subscribe", { headers: { "x-test-deny": "1" } })
+      assert.strictEqual(response.status, 403)
+      assert.deepStrictEqual(yield* json(response), { error: "forbidden", message: "denied by test" })
+      assert.strictEqual((yield* stats("denied")).subscribers, 0)
+    }))
+
+  it.scoped("the grant's expiry travels to the object, which ends the stream with saacms-revoked", () =>
+    Effect.gen(function*() {
+      const { reader } = yield* subscribe("expiring", { "x-test-expires-in": "600" })
+      yield* reader.readUntil((r) => r.comments.length > 0)
+      assert.strictEqual((yield* stats("expiring")).subscribers, 1)
+      const received = yield* reader.readUntil((r) => r.done)
+      assert.deepStrictEqual(received.events.map((e) => [e.event, e.data]), [["saacms-revoked", "{\"reason\":\"expired\"}"]])
+      yield* eventually("released", stats("expiring"), (s) => s.subscribers === 0)
+    }))
+
+  it.scoped("the object's recheck sees the subject the Worker forwarded", () =>
+    Effect.gen(function*() {
+      const alice = yield* subscribe("secret", { "x-test-user": "alice" })
+      const bob = yield* subscribe("secret", { "x-test-user": "bob" })
+      yield* Effect.forEach([alice, bob], ({ reader }) => reader.readUntil((r) => r.comments.length > 0))
+      yield* publish({ ...changed("secret", 1, "p1"), record: { private: true, owner: "alice" } })
+      const bobs = yield* bob.reader.readUntil((r) => r.done)
+      assert.deepStrictEqual(bobs.events.map((e) => [e.event, e.data]), [["saacms-revoked", "{\"reason\":\"forbidden\"}"]])
+      const alices = yield* alice.reader.readUntil(Sse.hasEvents(1))
+      assert.deepStrictEqual(alices.events.map((e) => [e.event, e.id]), [["changed", "p1"]])
+      yield* eventually("bob released", stats("secret"), (s) => s.subscribers === 1)
+    }))
+})
+
 // workerd never tells an object that a client went away (its stream's cancel
 // never runs): the object finds out when a write to the client fails, which
 // heartbeats and publishes both do.

@@ -5,10 +5,29 @@
  */
 import { Hono } from "hono"
 import type * as Namespace from "../../src/DurableObject/Namespace.js"
-import { realtime } from "../../src/index.js"
+import { Access, realtime, SaacmsRealtimeDO as Base } from "../../src/index.js"
 import type { PluginDef } from "../../src/index.js"
 
-export { SaacmsRealtimeDO } from "../../src/index.js"
+/**
+ * Access in this Worker: `x-test-deny` answers 403, `x-test-expires-in` (ms)
+ * bounds the grant, `x-test-user` is the subject; the objects hide records
+ * marked `private` from everyone but their `owner`.
+ */
+export const SaacmsRealtimeDO = Base.configure({
+  recheck: (subject, event) =>
+    event.type === "deleted" ||
+    (event.record as { private?: boolean }).private !== true ||
+    (event.record as { owner?: string }).owner === (subject as { user?: string } | undefined)?.user
+})
+
+const authorize = (request: Access.AccessRequest): Access.DecisionInput => {
+  if (request.headers.has("x-test-deny")) return Access.deny(403, "denied by test")
+  const expiresIn = request.headers.get("x-test-expires-in")
+  return Access.allow({
+    subject: { user: request.headers.get("x-test-user") ?? "anonymous" },
+    expiresAt: expiresIn === null ? undefined : Date.now() + Number(expiresIn)
+  })
+}
 
 interface Env {
   readonly SAACMS_REALTIME: Namespace.DurableObjectNamespaceLike
@@ -16,7 +35,7 @@ interface Env {
 
 // One plugin per isolate, made with the binding of the first request's env.
 let plugin: PluginDef | undefined
-const pluginFor = (env: Env) => plugin ??= realtime({ binding: env.SAACMS_REALTIME })
+const pluginFor = (env: Env) => plugin ??= realtime({ binding: env.SAACMS_REALTIME, authorize })
 
 const statusOf: Record<string, number> = { InvalidEvent: 400, InvalidResourceKey: 400, FrameTooLarge: 413 }
 
