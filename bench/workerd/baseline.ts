@@ -7,6 +7,14 @@
  * It speaks the binding contract of `SaacmsRealtimeDO`: `GET` with
  * `Accept: text/event-stream` subscribes (the stream starts with
  * `:keepalive\n\n`), `POST` with a JSON event publishes and answers 204.
+ *
+ * workerd never cancels a `ReadableStream` response body when the client
+ * leaves, so `BaselineDO` keeps writing to subscribers that are gone.
+ * `BaselinePipeDO` is the same object, except that each subscriber's stream is
+ * piped into workerd's native `IdentityTransformStream` and the response body
+ * is the pipe's readable side, as `SaacmsRealtimeDO` does: writes through the
+ * pipe fail once the client is gone, the failed pipe cancels the stream, and
+ * the cancel removes the controller.
  */
 
 const encoder = new TextEncoder()
@@ -18,6 +26,9 @@ const headers = {
 }
 
 type Controller = ReadableStreamDefaultController<Uint8Array>
+
+/** workerd's native byte pipe (not in the DOM types). */
+declare const IdentityTransformStream: new() => TransformStream<Uint8Array, Uint8Array>
 
 interface PublishedEvent {
   readonly type: string
@@ -54,7 +65,12 @@ export class BaselineDO {
         if (controller !== undefined) subscribers.delete(controller)
       }
     })
-    return new Response(stream, { headers })
+    return new Response(this.body(stream), { headers })
+  }
+
+  /** The response body that carries a subscriber's stream: the stream itself. */
+  protected body(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    return stream
   }
 
   #publish(event: PublishedEvent): void {
@@ -67,5 +83,16 @@ export class BaselineDO {
         this.#subscribers.delete(controller)
       }
     }
+  }
+}
+
+export class BaselinePipeDO extends BaselineDO {
+  /** The readable side of a native pipe that `stream` feeds; a failed pipe cancels `stream`. */
+  protected override body(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    const pipe = new IdentityTransformStream()
+    stream.pipeTo(pipe.writable).catch(() => {
+      // Released by the cancel.
+    })
+    return pipe.readable
   }
 }

@@ -1,12 +1,15 @@
 /**
- * `npm run bench:workerd [-- --rounds=3] [--only=ours,baseline] [--quick] [--sqlite]`
+ * `npm run bench:workerd [-- --rounds=3] [--only=ours,baseline,baseline-pipe] [--quick] [--sqlite]`
  *
  * Fan-out of one Durable Object to 1 000 SSE subscribers in workerd, started
  * through Miniflare from this process: `ours` (`SaacmsRealtimeDO` from
- * src/index.ts) against `baseline` (`baseline.ts`, the floor). One warm-up round
- * per variant, then rounds alternate A B A B…, each with a fresh object and
- * fresh subscribers from a separate client process. Prints every round, the
- * medians and the ratios ours/baseline, and writes bench/results/workerd-latest.json.
+ * src/index.ts) against `baseline` (`BaselineDO` in `baseline.ts`, the floor)
+ * and `baseline-pipe` (`BaselinePipeDO`, the floor behind the native pipe that
+ * lets workerd release a client that left). One warm-up round per variant, then
+ * rounds alternate A B C A B C…, each with a fresh object and fresh subscribers
+ * from a separate client process. Prints every round, the medians and the
+ * ratios ours/baseline and ours/baseline-pipe, and writes
+ * bench/results/workerd-latest.json.
  */
 import { spawn } from "node:child_process"
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -18,9 +21,11 @@ import { bundle } from "./bundle.mjs"
 import { medians, mediansTable, ratios, ratiosTable, roundsTable, verdict } from "./report.mjs"
 import { compatibilityDate, start } from "./runtime.mjs"
 
-const usage = "usage: node bench/workerd/run.mjs [--rounds=<n ≥ 1>] [--only=ours,baseline] [--quick] [--sqlite]"
+const usage = "usage: node bench/workerd/run.mjs [--rounds=<n ≥ 1>] [--only=ours,baseline,baseline-pipe] [--quick] [--sqlite]"
 const root = fileURLToPath(new URL("../..", import.meta.url))
-const variants = ["ours", "baseline"]
+const variants = ["ours", "baseline", "baseline-pipe"]
+/** The variants ours is divided by, each in a ratio block of its own. */
+const baselines = ["baseline", "baseline-pipe"]
 
 const publishing = { size: 100, depth: 8, gapMs: 10, stallMs: 10_000 }
 const sizes = {
@@ -31,8 +36,8 @@ const sizes = {
 
 /** Wall-clock bound for one client run. */
 const clientTimeoutMs = 60_000
-/** Rounds that would start after this much time are skipped, to keep the run under about 3 minutes. */
-const budgetMs = 150_000
+/** Rounds that would start after this much time are skipped, to keep the run under about 4 minutes. */
+const budgetMs = 210_000
 /** Quiet time after a round, so that what the closed sockets leave to workerd settles before the next one. */
 const settleMs = 500
 
@@ -118,7 +123,10 @@ const main = async (runtime, built, options) => {
 
   const rounds = []
   for (let r = 1; r <= options.rounds; r++) {
-    for (const variant of active) {
+    // Each round starts with another variant: old objects keep their streams, so
+    // later runs in a round are slower, and no variant should always run first.
+    const order = active.map((_, i) => active[(i + r - 1) % active.length])
+    for (const variant of order) {
       const t0 = Date.now()
       if (t0 - started > budgetMs) {
         rounds.push({ variant, round: r, result: { error: "skipped: the bench ran out of time", pass: false } })
@@ -132,11 +140,13 @@ const main = async (runtime, built, options) => {
   }
 
   const byVariant = medians(rounds, active)
-  const ratioRows = byVariant.ours !== undefined && byVariant.baseline !== undefined ? ratios(byVariant.ours, byVariant.baseline) : []
+  const ratioBlocks = Object.fromEntries(baselines
+    .filter((name) => byVariant.ours !== undefined && byVariant[name] !== undefined)
+    .map((name) => [name, ratios(byVariant.ours, byVariant[name], name)]))
   console.log(`\nRounds (${size.subscribers.toLocaleString("en-US")} subscribers on one object; burst of ${size.events} events, then ${size.latencyEvents} lone events)`)
   console.log(roundsTable(rounds))
   console.log(`\nMedians over the passing rounds\n${mediansTable(byVariant)}`)
-  if (ratioRows.length > 0) console.log(`\nOurs against the baseline (medians)\n${ratiosTable(ratioRows)}`)
+  for (const [name, rows] of Object.entries(ratioBlocks)) console.log(`\nOurs against ${name} (medians)\n${ratiosTable(rows)}`)
   const seconds = (Date.now() - started) / 1000
   const loadAtEnd = load()
   console.log(`\nTotal ${seconds.toFixed(0)} s, load average ${loadAtEnd.toFixed(2)} at the end`)
@@ -155,7 +165,7 @@ const main = async (runtime, built, options) => {
     warmup,
     rounds,
     medians: byVariant,
-    ratios: ratioRows
+    ratios: ratioBlocks
   }
   mkdirSync(new URL("../results/", import.meta.url), { recursive: true })
   writeFileSync(new URL("../results/workerd-latest.json", import.meta.url), `${JSON.stringify(report, null, 2)}\n`)

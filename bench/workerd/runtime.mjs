@@ -45,7 +45,8 @@ export const start = async ({ dir, scriptPath }, { sqlite = false } = {}) => {
     port: 0,
     durableObjects: {
       OURS: sqlite ? { className: "SaacmsRealtimeDO", useSQLite: true } : "SaacmsRealtimeDO",
-      BASELINE: "BaselineDO"
+      BASELINE: "BaselineDO",
+      BASELINE_PIPE: "BaselinePipeDO"
     }
   })
   try {
