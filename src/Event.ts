@@ -24,8 +24,8 @@ export const Slug = Schema.String.pipe(
 )
 
 /**
- * Record ids: 1–128 URL-unreserved characters (`[A-Za-z0-9._~-]`). No `:`, so a
- * resource key `"<slug>:<id>"` can never be read two ways.
+ * Record ids: 1–128 URL-unreserved characters (`[A-Za-z0-9._~-]`), not `.` or
+ * `..`. No `:`, so a resource key `"<slug>:<id>"` can never be read two ways.
  *
  * @since 0.1.0
  * @category models
@@ -34,6 +34,8 @@ export const RecordId = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9._~-]{1,128}$/, {
     message: () => "id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -"
   }),
+  // URL paths resolve these away: no client could reach such a record's route.
+  Schema.filter((id) => id !== "." && id !== "..", { message: () => "id must not be . or .." }),
   Schema.brand("@saacms/realtime/RecordId")
 )
 
@@ -69,16 +71,20 @@ export const resourceKey = (
 const decodeSlug = Schema.decodeUnknownEither(Slug)
 const decodeRecordId = Schema.decodeUnknownEither(RecordId)
 
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
 /**
  * A value that may appear after `id:` (and `event:`) in a frame: no CR, LF or
- * NUL, at most 256 characters.
+ * NUL, no lone surrogate, at most 256 UTF-16 code units.
  *
  * @since 0.1.0
  * @category models
  */
 export const EventId = Schema.String.pipe(
   Schema.maxLength(256, { message: () => "must be at most 256 characters" }),
-  Schema.filter((s) => !/[\r\n\0]/.test(s), { message: () => "must not contain CR, LF or NUL" })
+  Schema.filter((s) => !/[\r\n\0]/.test(s), { message: () => "must not contain CR, LF or NUL" }),
+  // UTF-8 cannot carry a lone surrogate: the client would get U+FFFD, not this id.
+  Schema.filter((s) => !loneSurrogate.test(s), { message: () => "must be well-formed UTF-16 (no lone surrogate)" })
 )
 
 const Etag = Schema.optionalWith(EventId, { nullable: true })
@@ -150,7 +156,13 @@ export const decode = (
     { readonly event: RealtimeEvent; readonly key: ResourceKey },
     RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey
   > => {
-    const decoded = decodeEventEither(input)
+    let decoded: ReturnType<typeof decodeEventEither>
+    try {
+      decoded = decodeEventEither(input)
+    } catch {
+      // A getter or Proxy trap of the host's object threw while it was read.
+      return Effect.fail(new RealtimeError.InvalidEvent({ reason: "the event could not be read" }))
+    }
     if (decoded._tag === "Left") {
       return Effect.fail(new RealtimeError.InvalidEvent({ reason: message(decoded.left) }))
     }

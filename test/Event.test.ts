@@ -16,6 +16,9 @@ describe("Event", () => {
         ["posts", "x".repeat(129), "id"],
         ["posts", "a/b", "id"],
         ["posts", "a\nb", "id"],
+        // URL paths resolve these away, so no client could reach the record.
+        ["posts", ".", "id"],
+        ["posts", "..", "id"],
         [undefined, "1", "collection"],
         ["posts", 7, "id"]
       ]
@@ -48,6 +51,8 @@ describe("Event", () => {
         { type: "changed", slug: "posts", id: "1", record: {}, etag: "a\0" },
         { type: "changed", slug: "posts", id: "1", record: {}, etag: "e".repeat(257) },
         { type: "changed", slug: "posts", id: "1", record: {}, etag: 5 },
+        // UTF-8 would carry a lone surrogate as U+FFFD: the client's id would differ.
+        { type: "changed", slug: "posts", id: "1", record: {}, etag: "v\uD83D" },
         { type: "deleted", slug: "posts" }
       ]
       for (const input of bad) {
@@ -57,10 +62,11 @@ describe("Event", () => {
       assert.strictEqual(badKey._tag, "InvalidResourceKey")
     }))
 
-  it.effect("last event ids: at most 256 characters, no CR, LF or NUL", () =>
+  it.effect("last event ids: at most 256 UTF-16 code units, no CR, LF, NUL or lone surrogate", () =>
     Effect.gen(function*() {
       assert.strictEqual(yield* Event.decodeLastEventId("1764-3"), "1764-3")
-      for (const id of ["x".repeat(257), "a\nb", "a\rb", "a\0b"]) {
+      assert.strictEqual(yield* Event.decodeLastEventId("é😀"), "é😀")
+      for (const id of ["x".repeat(257), "a\nb", "a\rb", "a\0b", "\uDE00x", "x\uD83D"]) {
         assert.strictEqual((yield* Effect.flip(Event.decodeLastEventId(id)))._tag, "InvalidLastEventId")
       }
     }))

@@ -58,6 +58,20 @@ describe("Frame", () => {
     }
   })
 
+  it("refuses records nested deeper than maxDepth before serialising them, and takes those at it", () => {
+    const nest = (depth: number) => {
+      let value: unknown = 1
+      for (let i = 0; i < depth; i++) value = i % 2 === 0 ? [value] : { v: value }
+      return value
+    }
+    const encodeRecord = (record: unknown) => Frame.encode({ type: "changed", slug: "p", id: "x", record }, "id")
+    assert.isTrue(Either.isRight(encodeRecord(nest(Frame.maxDepth))))
+    const deep = encodeRecord(nest(Frame.maxDepth + 1))
+    assert.isTrue(Either.isLeft(deep) && deep.left.reason === `record nests deeper than ${Frame.maxDepth} levels`)
+    // 50 000 levels: Bun took over a second to fail inside JSON.stringify.
+    assert.isTrue(Either.isLeft(encodeRecord(nest(50_000))))
+  })
+
   // When the published reference sits beside the project (../shared/seed), compare
   // with its own output through its route, not only with the table above.
   const reference = fileURLToPath(new URL("../../shared/seed/dist/index.js", import.meta.url))
