@@ -14,6 +14,7 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Access from "./Access.js"
+import * as Cors from "./Cors.js"
 import * as Namespace from "./DurableObject/Namespace.js"
 import * as Event from "./Event.js"
 import * as Hub from "./Hub.js"
@@ -61,7 +62,7 @@ export type RealtimeOptions = RealtimeConfig.Options & {
    */
   readonly recheck?: Access.Recheck | undefined
   /** Cross-origin access for browsers on other origins; off by default. */
-  readonly cors?: RealtimeHttp.CorsOptions | undefined
+  readonly cors?: Cors.Options | undefined
 }
 
 /**
@@ -117,7 +118,7 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   const http = Layer.mergeAll(
     config,
     Access.layerPromise({ authorize: options.authorize, recheck: options.recheck }),
-    options.cors === undefined ? Layer.empty : RealtimeHttp.layerCors(options.cors)
+    options.cors === undefined ? Layer.empty : Cors.layer(options.cors)
   )
   const runtime = ManagedRuntime.make(Layer.merge(backend, http))
   let stopped = false

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Access from "./Access.js"
+import * as Cors from "./Cors.js"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Realtime from "./Realtime.js"
@@ -91,56 +92,6 @@ export const lastEventId = (request: HttpServerRequest.HttpServerRequest): strin
 }
 
 /**
- * Cross-origin access for browsers on other origins: off unless set. `origins`
- * lists the allowed `Origin`s (exact match) or is `"*"`; `credentials` lets
- * cookies through (`EventSource(url, { withCredentials: true })`; then `"*"`
- * answers with the request's own origin, as the Fetch standard requires).
- *
- * @since 0.1.0
- * @category models
- */
-export interface CorsOptions {
-  readonly origins: ReadonlyArray<string> | "*"
-  readonly credentials?: boolean | undefined
-}
-
-/**
- * The CORS options in force (none by default).
- *
- * @since 0.1.0
- * @category tags
- */
-export class Cors extends Context.Reference<Cors>()("@saacms/realtime/RealtimeHttp/Cors", {
-  defaultValue: (): CorsOptions | undefined => undefined
-}) {}
-
-/**
- * @since 0.1.0
- * @category layers
- */
-export const layerCors = (options: CorsOptions): Layer.Layer<never> => Layer.succeed(Cors, options)
-
-/**
- * The CORS response headers for a request from `origin` (none when CORS is off
- * or the origin is not allowed).
- *
- * @since 0.1.0
- * @category utils
- */
-export const corsHeaders = (cors: CorsOptions | undefined, origin: string | undefined): Record<string, string> => {
-  if (cors === undefined || origin === undefined) return {}
-  const allowed = cors.origins === "*" || cors.origins.includes(origin)
-  if (!allowed) return {}
-  const credentials = cors.credentials === true
-  return {
-    "Access-Control-Allow-Origin": cors.origins === "*" && !credentials ? "*" : origin,
-    ...(credentials ? { "Access-Control-Allow-Credentials": "true" } : {}),
-    "Access-Control-Expose-Headers": "Retry-After",
-    Vary: "Origin"
-  }
-}
-
-/**
  * The answer to a CORS preflight (`OPTIONS`) for the subscribe route: 204 with
  * the allowed method and headers, or 403 for an origin that is not allowed.
  *
@@ -150,7 +101,7 @@ export const corsHeaders = (cors: CorsOptions | undefined, origin: string | unde
 export const preflight: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const headers = corsHeaders(yield* Cors, request.headers["origin"])
+    const headers = Cors.headers(yield* Cors.Cors, request.headers["origin"])
     if (headers["Access-Control-Allow-Origin"] === undefined) return errorResponse(403, "forbidden", "origin not allowed")
     return HttpServerResponse.empty({
       status: 204,
@@ -186,7 +137,7 @@ export const subscribe: Effect.Effect<
 > = Effect.gen(function*() {
   const params = yield* PathParams
   const request = yield* HttpServerRequest.HttpServerRequest
-  const cors = corsHeaders(yield* Cors, request.headers["origin"])
+  const cors = Cors.headers(yield* Cors.Cors, request.headers["origin"])
   return yield* open(params, request, cors).pipe(
     Effect.map(HttpServerResponse.setHeaders(cors)),
     Effect.annotateLogs({ requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
@@ -281,7 +232,7 @@ const retryAfter = Effect.gen(function*() {
 
 /**
  * The subscribe route for an Effect app's router (and its CORS preflight);
- * requires `Realtime`. `Access.layer` and `RealtimeHttp.layerCors` configure it.
+ * requires `Realtime`. `Access.layer` and `Cors.layer` configure it.
  *
  * @since 0.1.0
  * @category layers

@@ -7,6 +7,8 @@
 /** @since 0.1.0 */
 export * as Access from "./Access.js"
 /** @since 0.1.0 */
+export * as Cors from "./Cors.js"
+/** @since 0.1.0 */
 export * as DurableObject from "./DurableObject.js"
 /** @since 0.1.0 */
 export * as Event from "./Event.js"
