@@ -6,7 +6,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -123,11 +122,14 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
     const topics = new Map<Event.ResourceKey, Topic>()
     let total = 0
 
+    // Read only for subscribers with an expiry: the hot path reads no clock.
+    const clock = yield* Effect.clock
+
     // A subscriber whose access ended gets `saacms-revoked` instead of the frame,
     // then ends. The heartbeat's `:keepalive` goes through here too, so an
     // expired grant on a quiet record ends within one heartbeat interval.
-    const admits = (subscriber: Subscriber, message: Message, now: number): boolean => {
-      if (subscriber.expiresAt <= now) {
+    const admits = (subscriber: Subscriber, message: Message): boolean => {
+      if (subscriber.expiresAt !== Infinity && subscriber.expiresAt <= clock.unsafeCurrentTimeMillis()) {
         subscriber.finish(revokedExpired)
         return false
       }
@@ -139,12 +141,14 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
     }
 
     const publish = (key: Event.ResourceKey, message: Message) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Effect.suspend(() => {
         const topic = topics.get(key)
         if (topic === undefined) return Effect.void
         let slow = 0
         for (const subscriber of topic.subscribers) {
-          if (admits(subscriber, message, now) && !subscriber.offer(message)) slow++
+          const admitted = subscriber.expiresAt === Infinity && subscriber.canSee === undefined ||
+            admits(subscriber, message)
+          if (admitted && !subscriber.offer(message)) slow++
         }
         return slow === 0 ? Effect.void : Effect.zipRight(
           Metric.incrementBy(slowSubscribers, slow),
