@@ -205,7 +205,14 @@ export const handle = (
         Effect.logError("realtime durable object failed", Cause.pretty(cause)),
         json(500, "internal", "internal error")
       )
-    )
+    ),
+    // Refusals are logged with the object's record and the request's id.
+    Effect.tap((response) =>
+      response.status >= 400 && response.status < 500
+        ? Effect.logInfo("binding request refused").pipe(Effect.annotateLogs({ status: response.status }))
+        : Effect.void
+    ),
+    Effect.annotateLogs({ record: name ?? "", requestId: request.headers.get("cf-ray") ?? request.headers.get("x-request-id") ?? "" })
   )
 }
 
