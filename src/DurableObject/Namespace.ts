@@ -117,6 +117,14 @@ const errorBody = (response: Response) =>
 
 const text = (value: unknown) => (typeof value === "string" ? value : "")
 
+const decodeId = (encoded: string): string => {
+  try {
+    return decodeURIComponent(encoded)
+  } catch {
+    return encoded
+  }
+}
+
 /**
  * `Realtime` over a Durable Object namespace. Events are validated here first,
  * so bad input costs no round trip; the object validates again.
@@ -142,7 +150,7 @@ export const make = (binding: DurableObjectNamespaceLike): Realtime.Realtime["Ty
       if (response.status === 204 || response.status === 200) {
         // An object that does not say (the reference's) leaves id and seq unknown.
         const id = response.headers.get(publishedHeaders.id)
-        return { key, id: id === null ? "" : decodeURIComponent(id), seq: Number(response.headers.get(publishedHeaders.seq) ?? 0) }
+        return { key, id: id === null ? "" : decodeId(id), seq: Number(response.headers.get(publishedHeaders.seq) ?? 0) }
       }
       const error = yield* errorBody(response)
       switch (error.error) {
