@@ -100,11 +100,14 @@ export type Recheck = (subject: unknown, event: Event.RealtimeEvent, key: Event.
  */
 export class Access extends Context.Reference<Access>()("@saacms/realtime/Access", {
   defaultValue: (): {
-    /** Decide one subscribe request. A failure or defect answers 500 (logged) and opens nothing. */
-    readonly authorize: (request: AccessRequest) => Effect.Effect<Decision>
+    /**
+     * Decide one subscribe request; none by default (everyone is allowed). A
+     * failure or defect answers 500 (logged) and opens nothing.
+     */
+    readonly authorize: ((request: AccessRequest) => Effect.Effect<Decision>) | undefined
     /** Run before each live record event goes to a subscriber; none by default (no per-subscriber work). */
     readonly recheck: Recheck | undefined
-  } => ({ authorize: () => Effect.succeed(allow()), recheck: undefined })
+  } => ({ authorize: undefined, recheck: undefined })
 }) {}
 
 const normalise = (decision: DecisionInput): Decision =>
@@ -119,12 +122,13 @@ const normalise = (decision: DecisionInput): Decision =>
 export const layer = (options: {
   readonly authorize?: ((request: AccessRequest) => Effect.Effect<DecisionInput>) | undefined
   readonly recheck?: Recheck | undefined
-}): Layer.Layer<never> =>
-  Layer.succeed(Access, {
-    authorize: (request) =>
-      options.authorize === undefined ? Effect.succeed(allow()) : Effect.map(options.authorize(request), normalise),
+}): Layer.Layer<never> => {
+  const authorize = options.authorize
+  return Layer.succeed(Access, {
+    authorize: authorize === undefined ? undefined : (request) => Effect.map(authorize(request), normalise),
     recheck: options.recheck
   })
+}
 
 /**
  * Access for PluginDef hosts: `authorize` returns a decision or a Promise of one.
