@@ -43,20 +43,6 @@ const count = (plugin: Plugin.PluginDef, id = "1") => plugin.services.realtime._
 const changed = (n: number, record: unknown = { n }) =>
   ({ type: "changed", slug: "posts", id: "1", record, etag: `e${n}` }) as const
 
-/** Read a web body until `done(text)`; the text (cancelled after, unless it ended). */
-const readUntil = (response: Response, done: (text: string) => boolean) =>
-  Effect.promise(async () => {
-    const reader = response.body!.getReader()
-    const decoder = new TextDecoder()
-    let text = ""
-    while (!done(text)) {
-      const chunk = await reader.read()
-      if (chunk.done) return { text, ended: true }
-      text += decoder.decode(chunk.value)
-    }
-    await reader.cancel()
-    return { text, ended: false }
-  })
 
 describe("authorize (PluginDef)", () => {
   it.live("sees the key, headers, cookies and query, and denies with 401 or 403 and a JSON body, opening nothing", () => {
@@ -122,8 +108,8 @@ describe("authorize (PluginDef)", () => {
       Effect.gen(function*() {
         const alice = yield* request(app, path, { headers: { "x-user": "alice" } })
         const bob = yield* request(app, path, { headers: { "x-user": "bob" } })
-        const aliceText = yield* Effect.fork(readUntil(alice, (t) => Sse.parse(t).length >= 2))
-        const bobText = yield* Effect.fork(readUntil(bob, () => false))
+        const aliceText = yield* Effect.fork(Sse.readText(alice, (t) => Sse.parse(t).length >= 2))
+        const bobText = yield* Effect.fork(Sse.readText(bob, () => false))
         yield* Effect.promise(() => plugin.services.realtime.publish(changed(1, { owner: "alice", public: true })))
         yield* Effect.promise(() => plugin.services.realtime.publish(changed(2, { owner: "alice", public: false })))
         const bobs = yield* Fiber.join(bobText)

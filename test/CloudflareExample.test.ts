@@ -8,8 +8,6 @@ import { assert, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as esbuild from "esbuild"
-import { Miniflare } from "miniflare"
 import { eventually } from "./utils/eventually.js"
 import * as Sse from "./utils/sse.js"
 import * as Workerd from "./utils/workerd.js"
@@ -17,40 +15,13 @@ import * as Workerd from "./utils/workerd.js"
 const entry = new URL("../examples/cloudflare/src/worker.ts", import.meta.url).pathname
 const library = new URL("../src/index.ts", import.meta.url).pathname
 
-/** The example's Worker as one ES module; it imports the library by its package name. */
-const bundle = Effect.promise(() =>
-  esbuild.build({
-    entryPoints: [entry],
-    bundle: true,
-    write: false,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    mainFields: ["module", "main"],
-    conditions: ["workerd", "worker", "import"],
-    alias: { "@saacms/realtime": library }
-  })
-).pipe(Effect.map((result) => result.outputFiles[0]!.text))
-
 class Example extends Context.Tag("test/CloudflareExample")<Example, Workerd.Workerd>() {}
 
 // wrangler.toml's binding and migration; frames capped at 4 KiB so a 413 is cheap to provoke.
+// The example imports the library by its package name: bundle it from this checkout's src/.
 const example = Layer.scoped(
   Example,
-  Effect.acquireRelease(
-    Effect.flatMap(bundle, (contents) =>
-      Effect.promise(async () => {
-        const miniflare = new Miniflare({
-          modules: [{ type: "ESModule", path: "worker.mjs", contents }],
-          compatibilityDate: "2025-06-01",
-          bindings: { REALTIME_MAX_FRAME_BYTES: "4096" },
-          durableObjects: { SAACMS_REALTIME: { className: "SaacmsRealtimeDO", useSQLite: true } },
-          durableObjectsPersist: Workerd.tempDir()
-        })
-        return { url: await miniflare.ready, miniflare }
-      })),
-    ({ miniflare }) => Effect.promise(() => miniflare.dispose())
-  )
+  Workerd.start({ entry, vars: { REALTIME_MAX_FRAME_BYTES: "4096" }, alias: { "@saacms/realtime": library } })
 )
 
 const request = (path: string, init?: RequestInit) =>

@@ -17,20 +17,6 @@ const mount = (plugin: Plugin.PluginDef, base?: string) => {
   return root
 }
 
-/** Read a response body until `done(text)` holds; then cancel it. */
-const readUntil = (response: Response, done: (text: string) => boolean) =>
-  Effect.promise(async () => {
-    const reader = response.body!.getReader()
-    const decoder = new TextDecoder()
-    let text = ""
-    while (!done(text)) {
-      const { done: end, value } = await reader.read()
-      if (end) return { text, ended: true }
-      text += decoder.decode(value)
-    }
-    await reader.cancel()
-    return { text, ended: false }
-  })
 
 const withPlugin = <A, E>(options: Plugin.RealtimeOptions, f: (plugin: Plugin.PluginDef) => Effect.Effect<A, E>) =>
   Effect.acquireUseRelease(
@@ -70,7 +56,7 @@ describe("Plugin", () => {
           assert.strictEqual(response.headers.get("content-type"), "text/event-stream")
           assert.strictEqual(response.headers.get("cache-control"), "no-cache, no-transform")
           assert.strictEqual(response.headers.get("x-accel-buffering"), "no")
-          const reading = yield* Effect.fork(readUntil(response, (text) => text.includes("data: {\"n\":1}")))
+          const reading = yield* Effect.fork(Sse.readText(response, (text) => text.includes("data: {\"n\":1}")))
           yield* subscriberCount(plugin, 1)
           yield* Effect.promise(() => plugin.services.realtime.publish({ type: "changed", slug: "posts", id: "1", record: { n: 1 }, etag: "v1" }))
           const { text } = yield* reading.await.pipe(Effect.flatten)
@@ -89,12 +75,12 @@ describe("Plugin", () => {
         const get = (path: string, headers: Record<string, string> = {}) =>
           Effect.promise(async () => app.request(path, { headers }))
         const done = (text: string) => text.includes("v3")
-        const byHeader = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe?lastEventId=v1", { "Last-Event-ID": "v2" }), (r) => readUntil(r, done))
+        const byHeader = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe?lastEventId=v1", { "Last-Event-ID": "v2" }), (r) => Sse.readText(r, done))
         assert.deepStrictEqual(Sse.parse(byHeader.text).map((e) => e.id), ["v3"])
-        const byQuery = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe?lastEventId=v2"), (r) => readUntil(r, done))
+        const byQuery = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe?lastEventId=v2"), (r) => Sse.readText(r, done))
         assert.deepStrictEqual(Sse.parse(byQuery.text).map((e) => e.id), ["v3"])
         // v1 was evicted (two events kept): one resync frame with the newest id.
-        const evicted = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe", { "Last-Event-ID": "v1" }), (r) => readUntil(r, done))
+        const evicted = yield* Effect.flatMap(get("/api/saacms/v1/posts/1/subscribe", { "Last-Event-ID": "v1" }), (r) => Sse.readText(r, done))
         assert.strictEqual(Sse.stripRetry(evicted.text), ":keepalive\n\nevent: saacms-resync\nid: v3\ndata: {\"reason\":\"buffer-miss\"}\n\n")
       })))
 
@@ -102,7 +88,7 @@ describe("Plugin", () => {
     withPlugin({ heartbeatMs: 20 }, (plugin) =>
       Effect.gen(function*() {
         const response = yield* Effect.promise(async () => mount(plugin).request("/api/saacms/v1/posts/1/subscribe"))
-        const { text } = yield* readUntil(response, (t) => Sse.parseAll(t).comments.length === 3)
+        const { text } = yield* Sse.readText(response, (t) => Sse.parseAll(t).comments.length === 3)
         assert.strictEqual(Sse.stripRetry(text), ":keepalive\n\n".repeat(3))
       })))
 
@@ -136,7 +122,7 @@ describe("Plugin", () => {
       const responses = yield* Effect.promise(() =>
         Promise.all([1, 2, 3].map(async () => app.request("/api/saacms/v1/posts/1/subscribe")))
       )
-      const readers = yield* Effect.forEach(responses, (r) => Effect.fork(readUntil(r, () => false)))
+      const readers = yield* Effect.forEach(responses, (r) => Effect.fork(Sse.readText(r, () => false)))
       yield* subscriberCount(plugin, 3)
       // Three first subscribers that arrived together share one record.
       yield* Effect.promise(() => plugin.services.realtime.publish({ type: "deleted", slug: "posts", id: "1" }))
@@ -157,7 +143,7 @@ describe("Plugin", () => {
       withPlugin({}, (b) =>
         Effect.gen(function*() {
           const response = yield* Effect.promise(async () => mount(a).request("/api/saacms/v1/posts/1/subscribe"))
-          const reading = yield* Effect.fork(readUntil(response, (t) => t.includes("event:")))
+          const reading = yield* Effect.fork(Sse.readText(response, (t) => t.includes("event:")))
           yield* subscriberCount(a, 1)
           assert.strictEqual(b.services.realtime.__subscriberCount("posts", "1"), 0)
           yield* Effect.promise(() => b.services.realtime.publish({ type: "deleted", slug: "posts", id: "1" }))

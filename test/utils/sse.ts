@@ -177,3 +177,22 @@ export const stripRetry = (text: string, range: { readonly min: number; readonly
   if (/^retry:/m.test(rest)) throw new Error("more than one retry: field")
   return ":keepalive\n\n" + rest
 }
+
+/**
+ * Read a response body as text until `done(text)` holds, then cancel it; or
+ * until the body ends (`ended`). No timeout: run it in a fiber, or where the
+ * body is known to end.
+ */
+export const readText = (response: Response, done: (text: string) => boolean) =>
+  Effect.promise(async () => {
+    const reader = response.body!.getReader()
+    const decoder = new TextDecoder()
+    let text = ""
+    while (!done(text)) {
+      const chunk = await reader.read()
+      if (chunk.done) return { text, ended: true }
+      text += decoder.decode(chunk.value)
+    }
+    await reader.cancel()
+    return { text, ended: false }
+  })

@@ -19,9 +19,13 @@ export interface Workerd {
 
 const bundles = new Map<string, Promise<string>>()
 
-/** The Worker at `entry`, bundled as one ES module (once per test file). */
-export const bundle = (entry: string): Promise<string> => {
-  let code = bundles.get(entry)
+/**
+ * The Worker at `entry`, bundled as one ES module (once per test file);
+ * `alias` maps package names to files (the example imports the library by name).
+ */
+export const bundle = (entry: string, alias: Record<string, string> = {}): Promise<string> => {
+  const cacheKey = JSON.stringify([entry, alias])
+  let code = bundles.get(cacheKey)
   if (code === undefined) {
     code = esbuild.build({
       entryPoints: [entry],
@@ -31,9 +35,10 @@ export const bundle = (entry: string): Promise<string> => {
       platform: "neutral",
       target: "es2022",
       mainFields: ["module", "main"],
-      conditions: ["workerd", "worker", "import"]
+      conditions: ["workerd", "worker", "import"],
+      alias
     }).then((result) => result.outputFiles[0]!.text)
-    bundles.set(entry, code)
+    bundles.set(cacheKey, code)
   }
   return code
 }
@@ -47,6 +52,8 @@ export interface Options {
   readonly vars?: Record<string, string>
   /** Durable Object storage directory; a fresh one when omitted. */
   readonly persist?: string
+  /** Package names resolved to files when bundling (see `bundle`). */
+  readonly alias?: Record<string, string>
 }
 
 /** Start workerd with the Worker at `entry` and its `SAACMS_REALTIME` binding. */
@@ -54,7 +61,7 @@ export const start = (options: Options): Effect.Effect<Workerd, never, Scope.Sco
   Effect.acquireRelease(
     Effect.promise(async () => {
       const miniflare = new Miniflare({
-        modules: [{ type: "ESModule", path: "worker.mjs", contents: await bundle(options.entry) }],
+        modules: [{ type: "ESModule", path: "worker.mjs", contents: await bundle(options.entry, options.alias) }],
         compatibilityDate: "2025-06-01",
         bindings: options.vars ?? {},
         durableObjects: { SAACMS_REALTIME: { className: "SaacmsRealtimeDO", useSQLite: true } },
