@@ -142,7 +142,8 @@ export class SaacmsRealtimeDO {
     this.#name = state.id?.name
     this.#storage = state.storage
     this.#recheck = options?.recheck
-    this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provide(layerConfig(env, options))))
+    // provideMerge: the handlers read the configuration too (the body limit).
+    this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provideMerge(layerConfig(env, options))))
     // A woken object restores its history before it serves a request.
     void state.blockConcurrencyWhile(() => this.#runtime.runtime().then(() => undefined, () => undefined))
   }

@@ -112,6 +112,29 @@ const grantOf = (request: Request, recheck: Access.Recheck | undefined, key: Eve
   }
 }
 
+// The body as text, or `undefined` once it passes `limit` bytes (the rest is not read).
+const readAtMost = async (request: Request, limit: number): Promise<string | undefined> => {
+  if (request.body === null) return ""
+  const reader = request.body.getReader()
+  const chunks: Array<Uint8Array> = []
+  let size = 0
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+    size += chunk.value.byteLength
+    if (size > limit) {
+      await reader.cancel()
+      return undefined
+    }
+    chunks.push(chunk.value)
+  }
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return new TextDecoder().decode(bytes)
+}
+
 /**
  * Publish one event (the request body, JSON); 204 with the event's id and
  * sequence number. `name` is the object's name when the runtime knows it: an
@@ -124,12 +147,13 @@ export const publish = (request: Request, name: string | undefined): Effect.Effe
   Effect.gen(function*() {
     const realtime = yield* Realtime.Realtime
     const config = yield* RealtimeConfig.RealtimeConfig
-    // A body that cannot make a frame under the limit is refused unread.
+    // A body that cannot make a frame under the limit is refused unread, or as
+    // soon as it passes the limit when it comes without a length.
+    const limit = config.maxFrameBytes + 4096
     const length = Number(request.headers.get("Content-Length") ?? 0)
-    if (length > config.maxFrameBytes + 4096) {
-      return json(413, "frame_too_large", `the body is ${length} bytes, over ${config.maxFrameBytes}`)
-    }
-    const text = yield* Effect.tryPromise(() => request.text())
+    if (length > limit) return json(413, "frame_too_large", `the body is ${length} bytes, over ${config.maxFrameBytes}`)
+    const text = yield* Effect.tryPromise(() => readAtMost(request, limit))
+    if (text === undefined) return json(413, "frame_too_large", `the body is over ${limit} bytes`)
     const body = yield* Effect.try(() => JSON.parse(text) as unknown)
     if (name !== undefined) {
       const { key } = yield* Event.decode(body)
