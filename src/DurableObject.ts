@@ -90,7 +90,7 @@ export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<ne
     }
   }
   return RealtimeConfig.layerConfig.pipe(
-    Layer.provide(Layer.merge(Layer.setConfigProvider(ConfigProvider.fromMap(vars)), RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options)))),
+    Layer.provide(Layer.merge(Layer.setConfigProvider(ConfigProvider.fromMap(vars)), RealtimeConfig.layer(options))),
     Layer.tapErrorCause((cause) => Effect.logError("invalid REALTIME_* configuration", cause)),
     Layer.orDie
   )
@@ -129,11 +129,11 @@ export class SaacmsRealtimeDO {
    * still override these.
    */
   static configure(options: Options): typeof SaacmsRealtimeDO {
-    // Validated now, at the Worker's start, rather than in every object.
-    const checked = { ...Schema.decodeUnknownSync(RealtimeConfig.Options)(options), recheck: options.recheck }
+    // Validated now, so a bad option fails the Worker at start rather than each object.
+    Schema.decodeUnknownSync(RealtimeConfig.Options)(options)
     return class extends SaacmsRealtimeDO {
       constructor(state: DurableObjectStateLike, env?: unknown) {
-        super(state, env, checked)
+        super(state, env, options)
       }
     }
   }

@@ -12,7 +12,6 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import * as Access from "./Access.js"
 import * as Cors from "./Cors.js"
 import * as Namespace from "./DurableObject/Namespace.js"
@@ -111,7 +110,8 @@ export interface PluginDef {
  * @category constructors
  */
 export const realtime = (options: RealtimeOptions = {}): PluginDef => {
-  const config = RealtimeConfig.layer(Schema.decodeUnknownSync(RealtimeConfig.Options)(options))
+  // Decoded (and throwing on invalid options) here, synchronously.
+  const config = RealtimeConfig.layer(options)
   const backend: Layer.Layer<Realtime.Realtime> = options.binding === undefined
     ? Realtime.layerMemory.pipe(Layer.provide(config))
     : Namespace.layer(options.binding)
