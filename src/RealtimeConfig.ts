@@ -22,11 +22,14 @@ import * as Schema from "effect/Schema"
 export const Options = Schema.Struct({
   retention: Schema.optional(Schema.Struct({
     maxEvents: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000))),
-    maxAgeMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 7 * 24 * 3_600_000)))
+    maxAgeMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 7 * 24 * 3_600_000))),
+    maxHistoryBytes: Schema.optional(Schema.Int.pipe(Schema.between(1024, 64 * 1024 * 1024 * 1024))),
+    maxRecords: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000_000)))
   })),
   heartbeatMs: Schema.optional(Schema.Int.pipe(Schema.between(10, 3_600_000))),
   queueCapacity: Schema.optional(Schema.Int.pipe(Schema.between(1, 1_000_000))),
   maxFrameBytes: Schema.optional(Schema.Int.pipe(Schema.between(256, 64 * 1024 * 1024))),
+  maxQueuedBytes: Schema.optional(Schema.Int.pipe(Schema.between(1024, 1024 * 1024 * 1024))),
   maxSubscribersPerKey: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000))),
   maxSubscribers: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000))),
   retryMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 3_600_000))),
@@ -50,14 +53,32 @@ export interface Resolved {
   readonly maxEvents: number
   /** How long an event stays replayable. Default 1 hour. */
   readonly maxAge: Duration.Duration
+  /**
+   * Bytes of frames all records' histories may hold together (a process's
+   * memory buffer, or one Durable Object's history). Past it, the records
+   * published least recently lose their history first. Default 64 MiB.
+   */
+  readonly maxHistoryBytes: number
+  /**
+   * Records that may hold a history at once; past it, the record published
+   * least recently loses its history. Default 100 000.
+   */
+  readonly maxRecords: number
   /** Interval of the `:keepalive` comment on an active record. Default 30 seconds. */
   readonly heartbeat: Duration.Duration
   /**
-   * Frames a record's fan-out holds for its slowest subscriber. A subscriber that
-   * falls further behind has its stream ended at the gap (it reconnects and
-   * replays). Default 1024.
+   * Frames one subscriber may have waiting for its client. One that falls
+   * further behind stops taking live frames and catches up from the record's
+   * history as its client drains (or gets `saacms-resync` when that history is
+   * gone). Default 1024.
    */
   readonly queueCapacity: number
+  /**
+   * Bytes one subscriber may have waiting for its client (replay included),
+   * with the same rule as `queueCapacity`; a single frame larger than this
+   * still goes to a subscriber that has nothing waiting. Default 1 MiB.
+   */
+  readonly maxQueuedBytes: number
   /** Largest encoded frame `publish` accepts. Default 1 MiB. */
   readonly maxFrameBytes: number
   /** Open subscriptions one record may have; beyond, subscribe answers 503. Default 10 000. */
@@ -83,8 +104,11 @@ export interface Resolved {
 export const defaults: Resolved = {
   maxEvents: 100,
   maxAge: Duration.hours(1),
+  maxHistoryBytes: 64 * 1024 * 1024,
+  maxRecords: 100_000,
   heartbeat: Duration.seconds(30),
   queueCapacity: 1024,
+  maxQueuedBytes: 1024 * 1024,
   maxFrameBytes: 1024 * 1024,
   maxSubscribersPerKey: 10_000,
   maxSubscribers: 100_000,
@@ -112,8 +136,11 @@ export class RealtimeConfig extends Context.Reference<RealtimeConfig>()("@saacms
 export const resolve = (options: Options, base: Resolved = defaults): Resolved => ({
   maxEvents: options.retention?.maxEvents ?? base.maxEvents,
   maxAge: options.retention?.maxAgeMs !== undefined ? Duration.millis(options.retention.maxAgeMs) : base.maxAge,
+  maxHistoryBytes: options.retention?.maxHistoryBytes ?? base.maxHistoryBytes,
+  maxRecords: options.retention?.maxRecords ?? base.maxRecords,
   heartbeat: options.heartbeatMs !== undefined ? Duration.millis(options.heartbeatMs) : base.heartbeat,
   queueCapacity: options.queueCapacity ?? base.queueCapacity,
+  maxQueuedBytes: options.maxQueuedBytes ?? base.maxQueuedBytes,
   maxFrameBytes: options.maxFrameBytes ?? base.maxFrameBytes,
   maxSubscribersPerKey: options.maxSubscribersPerKey ?? base.maxSubscribersPerKey,
   maxSubscribers: options.maxSubscribers ?? base.maxSubscribers,
@@ -133,7 +160,8 @@ export const layer = (options: Options): Layer.Layer<never> =>
 /**
  * Read the configuration from Effect's `ConfigProvider` (environment variables
  * `REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_HEARTBEAT_MS`,
- * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES`,
+ * `REALTIME_MAX_HISTORY_BYTES`, `REALTIME_MAX_RECORDS`, `REALTIME_QUEUE_CAPACITY`,
+ * `REALTIME_MAX_QUEUED_BYTES`, `REALTIME_MAX_FRAME_BYTES`,
  * `REALTIME_MAX_SUBSCRIBERS_PER_KEY`, `REALTIME_MAX_SUBSCRIBERS`,
  * `REALTIME_RETRY_MS`, `REALTIME_RETRY_JITTER_MS` by default). Each
  * variable set overrides the configuration in force below this layer (the
@@ -149,9 +177,15 @@ export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.ef
     const base = yield* RealtimeConfig
     const opt = (name: string) => Effect.map(Config.option(Config.integer(name)), Option.getOrUndefined)
     const options = {
-      retention: { maxEvents: yield* opt("REALTIME_MAX_EVENTS"), maxAgeMs: yield* opt("REALTIME_MAX_AGE_MS") },
+      retention: {
+        maxEvents: yield* opt("REALTIME_MAX_EVENTS"),
+        maxAgeMs: yield* opt("REALTIME_MAX_AGE_MS"),
+        maxHistoryBytes: yield* opt("REALTIME_MAX_HISTORY_BYTES"),
+        maxRecords: yield* opt("REALTIME_MAX_RECORDS")
+      },
       heartbeatMs: yield* opt("REALTIME_HEARTBEAT_MS"),
       queueCapacity: yield* opt("REALTIME_QUEUE_CAPACITY"),
+      maxQueuedBytes: yield* opt("REALTIME_MAX_QUEUED_BYTES"),
       maxFrameBytes: yield* opt("REALTIME_MAX_FRAME_BYTES"),
       maxSubscribersPerKey: yield* opt("REALTIME_MAX_SUBSCRIBERS_PER_KEY"),
       maxSubscribers: yield* opt("REALTIME_MAX_SUBSCRIBERS"),
