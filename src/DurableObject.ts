@@ -23,7 +23,7 @@ import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
-import type * as ReplayBuffer from "./ReplayBuffer.js"
+import * as ReplayBuffer from "./ReplayBuffer.js"
 
 /**
  * The part of the Workers `DurableObjectState` the object uses (structural, so
@@ -51,15 +51,16 @@ export const layer = (
   storage: Storage.StorageLike
 ): Layer.Layer<Realtime.Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat> =>
   Realtime.layer.pipe(
-    Layer.provideMerge(Layer.merge(Storage.layerDurableObjectStorage(storage), layerOneRecordHub)),
-    Layer.provideMerge(Heartbeat.layer)
+    Layer.provideMerge(layerOneRecordHub),
+    Layer.provideMerge(Layer.merge(Storage.layerDurableObjectStorage(storage), Heartbeat.layer))
   )
 
-const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat> = Layer.scoped(
+const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> = Layer.scoped(
   Hub.Hub,
   Effect.gen(function*() {
     const config = yield* RealtimeConfig.RealtimeConfig
-    const hub = yield* Hub.make(config)
+    const buffer = yield* ReplayBuffer.ReplayBuffer
+    const hub = yield* Hub.make(config, buffer)
     const record = DurableObjectHttp.record
     return Hub.Hub.of({
       ...hub,

@@ -53,17 +53,128 @@ export const isSafeField = (value: string): boolean => !unsafeField.test(value)
  */
 export const maxDepth = 100
 
-// Iterative, so that the check itself cannot overflow; a cycle counts as too deep.
-const nestsDeeperThan = (value: unknown, max: number): boolean => {
-  const stack: Array<readonly [unknown, number]> = [[value, 0]]
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop()!
-    if (typeof current !== "object" || current === null) continue
-    if (depth >= max) return true
-    for (const child of Array.isArray(current) ? current : Object.values(current)) stack.push([child, depth + 1])
-  }
-  return false
+const objectToString = Object.prototype.toString
+// `JSON.rawJSON` values (Bun; Node 21+) are written as their raw text, not as objects.
+const isRawJSON = (JSON as { readonly isRawJSON?: (value: unknown) => boolean }).isRawJSON
+
+/** An object or array being walked, and the next member to visit. */
+interface Level {
+  readonly container: Readonly<Record<string, unknown>>
+  /** `undefined` for an array: its members are `0 … length - 1`. */
+  readonly keys: ReadonlyArray<string> | undefined
+  readonly length: number
+  readonly depth: number
+  /** Whether the members add to the bound (not under a `toJSON` or a boxed primitive). */
+  readonly counted: boolean
+  index: number
+  members: number
 }
+
+const tooDeep = -1
+
+// An array's length as `JSON.stringify` reads it (a Proxy may answer anything).
+const toLength = (length: unknown): number => Math.min(Math.max(Math.trunc(Number(length)) || 0, 0), Number.MAX_SAFE_INTEGER)
+
+/**
+ * A lower bound of the UTF-8 length of `JSON.stringify(value)`, in one
+ * iterative walk (so that it cannot overflow), or `tooDeep` when objects and
+ * arrays nest deeper than `maxDepth` (a cycle does). It stops as soon as the
+ * bound passes `budget`, so refusing a huge record costs little.
+ *
+ * Never above the real length: a string adds its UTF-16 length + 2 (escaped
+ * JSON text takes at least one UTF-8 byte per code unit), a finite number 1,
+ * `null`, `true` and `false` their literal (`NaN` and `±Infinity` are `null`),
+ * an array `[]`, its commas and at least 1 byte per element (`undefined`,
+ * functions and symbols are `null` there), an object `{}` and, for each
+ * member whose value is surely written, its key's length + 3 (`"":`) and a
+ * comma. A value with a `toJSON` (a `Date`) or a BigInt may become anything
+ * or be left out: 1 byte in an array, nothing in an object. Another object
+ * that is not `[object Object]` (a boxed primitive, a `Map`) or is a raw JSON
+ * value adds 1 byte. What is under those is walked for its depth only.
+ */
+const jsonBytesAtLeast = (value: unknown, budget: number): number => {
+  const stack: Array<Level> = []
+  let deep = false
+  // The least `value` adds as an array element or object member (-1: it may be
+  // left out of an object); objects and arrays are pushed to be walked.
+  const enter = (value: unknown, depth: number, inArray: boolean, counted: boolean): number => {
+    switch (typeof value) {
+      case "string":
+        return value.length + 2
+      case "number":
+        return Number.isFinite(value) ? 1 : 4
+      case "boolean":
+        return value ? 4 : 5
+      case "object":
+        if (value === null) return 4
+        break
+      case "bigint":
+        return inArray ? 1 : -1
+      default:
+        return inArray ? 4 : -1
+    }
+    if (depth >= maxDepth) {
+      deep = true
+      return 0
+    }
+    const container = value as Readonly<Record<string, unknown>>
+    const isArray = Array.isArray(container)
+    let size: number
+    let countMembers = counted
+    if (typeof container.toJSON === "function") {
+      size = inArray ? 1 : -1
+      countMembers = false
+    } else if (isArray) {
+      const length = toLength(container.length)
+      size = length === 0 ? 2 : 2 * length + 1
+    } else if (objectToString.call(container) === "[object Object]" && isRawJSON?.call(JSON, container) !== true) {
+      size = 2
+    } else {
+      size = 1
+      countMembers = false
+    }
+    const keys = isArray ? undefined : Object.keys(container)
+    const length = keys === undefined ? toLength(container.length) : keys.length
+    stack.push({ container, keys, length, depth: depth + 1, counted: countMembers, index: 0, members: 0 })
+    return size
+  }
+  let bytes = Math.max(0, enter(value, 0, false, true))
+  while (stack.length > 0 && !deep && bytes <= budget) {
+    const level = stack[stack.length - 1]!
+    if (level.index >= level.length) {
+      stack.pop()
+      continue
+    }
+    const index = level.index++
+    if (level.keys === undefined) {
+      const size = enter(level.container[index], level.depth, true, level.counted)
+      // The array's own size already counted 1 byte for this element.
+      if (level.counted) bytes += size - 1
+    } else {
+      const key = level.keys[index]!
+      const size = enter(level.container[key], level.depth, false, level.counted)
+      if (level.counted && size >= 0) bytes += key.length + 3 + size + (level.members++ > 0 ? 1 : 0)
+    }
+  }
+  return deep ? tooDeep : bytes
+}
+
+/** The UTF-8 length of `text` as `TextEncoder` writes it (a lone surrogate as U+FFFD). */
+const utf8Length = (text: string): number => {
+  let bytes = 0
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i)
+    if (unit < 0x80) bytes += 1
+    else if (unit < 0x800) bytes += 2
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4
+      i++
+    } else bytes += 3
+  }
+  return bytes
+}
+
+const notJson = () => new RealtimeError.InvalidEvent({ reason: "record is not serialisable as JSON" })
 
 /**
  * Encode one record event with its event id. Fails when the id is not a safe
@@ -71,29 +182,54 @@ const nestsDeeperThan = (value: unknown, max: number): boolean => {
  * BigInt, a cycle, nesting deeper than `maxDepth`, a getter that throws).
  * JSON text never holds a raw CR, LF or NUL, so `data` is one line.
  *
+ * With `maxBytes`, a frame longer than that fails with `FrameTooLarge`, and
+ * the limit is kept while encoding: a walk of the record refuses it as soon as
+ * a lower bound of its JSON size is over the limit, before `JSON.stringify`
+ * runs, and the JSON text is refused by its length before it is encoded. Such
+ * an early refusal reports a lower bound as `bytes` (still over `maxBytes`);
+ * otherwise `bytes` is the frame's exact length. A record that is both too
+ * large and not serialisable may fail with either error.
+ *
  * @since 0.1.0
  * @category constructors
  */
 export const encode = (
   event: Event.RealtimeEvent,
-  id: string
-): Either.Either<Uint8Array, RealtimeError.InvalidEvent> => {
+  id: string,
+  maxBytes?: number
+): Either.Either<Uint8Array, RealtimeError.InvalidEvent | RealtimeError.FrameTooLarge> => {
   if (!isSafeField(id)) {
     return Either.left(new RealtimeError.InvalidEvent({ reason: "event id must not contain CR, LF or NUL" }))
   }
+  const head = `event: ${event.type}\nid: ${id}\ndata: `
+  // The frame's bytes besides the JSON text: the head and the blank line.
+  const overhead = maxBytes === undefined ? 0 : utf8Length(head) + 2
+  const limit = maxBytes === undefined ? Infinity : maxBytes - overhead
+  const value = event.type === "deleted" ? { id: event.id } : event.record
   let data: string | undefined
   try {
-    if (event.type !== "deleted" && nestsDeeperThan(event.record, maxDepth)) {
+    const atLeast = jsonBytesAtLeast(value, limit)
+    if (atLeast === tooDeep) {
       return Either.left(new RealtimeError.InvalidEvent({ reason: `record nests deeper than ${maxDepth} levels` }))
     }
-    data = JSON.stringify(event.type === "deleted" ? { id: event.id } : event.record)
+    if (maxBytes !== undefined && atLeast > limit) {
+      return Either.left(new RealtimeError.FrameTooLarge({ bytes: overhead + atLeast, maxBytes }))
+    }
+    data = JSON.stringify(value)
   } catch {
-    return Either.left(new RealtimeError.InvalidEvent({ reason: "record is not serialisable as JSON" }))
+    return Either.left(notJson())
   }
-  if (data === undefined) {
-    return Either.left(new RealtimeError.InvalidEvent({ reason: "record is not serialisable as JSON" }))
+  if (data === undefined) return Either.left(notJson())
+  // The JSON text is well-formed UTF-16 (JSON.stringify escapes lone
+  // surrogates), so it takes at least one UTF-8 byte per code unit.
+  if (maxBytes !== undefined && data.length > limit) {
+    return Either.left(new RealtimeError.FrameTooLarge({ bytes: overhead + data.length, maxBytes }))
   }
-  return Either.right(encoder.encode(`event: ${event.type}\nid: ${id}\ndata: ${data}\n\n`))
+  const frame = encoder.encode(`${head}${data}\n\n`)
+  if (maxBytes !== undefined && frame.byteLength > maxBytes) {
+    return Either.left(new RealtimeError.FrameTooLarge({ bytes: frame.byteLength, maxBytes }))
+  }
+  return Either.right(frame)
 }
 
 /**
@@ -126,3 +262,45 @@ export const revoked = (reason: "expired" | "forbidden"): Uint8Array =>
  */
 export const resync = (newestId: string): Uint8Array =>
   encoder.encode(`event: saacms-resync\nid: ${isSafeField(newestId) ? newestId : ""}\ndata: {"reason":"buffer-miss"}\n\n`)
+
+const decoder = new TextDecoder()
+
+/**
+ * Read back the record event a frame of `key` (`"<slug>:<id>"`) encodes, for
+ * access re-checks of replayed history; `undefined` for anything that is not
+ * a record event frame. The event's `etag` is the frame's id (an id this
+ * library generated reads back as an etag too).
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const decode = (key: string, frame: Uint8Array): Event.RealtimeEvent | undefined => {
+  const text = decoder.decode(frame)
+  const match = /^event: (snapshot|changed|deleted)\nid: ([^\n]*)\ndata: ([^\n]*)\n\n$/.exec(text)
+  const at = key.indexOf(":")
+  if (match === null || at === -1) return undefined
+  const [, type, id, data] = match as unknown as [string, "snapshot" | "changed" | "deleted", string, string]
+  const slug = key.slice(0, at)
+  const recordId = key.slice(at + 1)
+  if (type === "deleted") return { type, slug, id: recordId }
+  return { type, slug, id: recordId, record: JSON.parse(data) as unknown, etag: id }
+}
+
+/**
+ * Frames as one chunk (a subscriber's opening: `:keepalive`, `retry:`, a resync).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const concat = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (frames.length === 1) return frames[0]!
+  let length = 0
+  for (const frame of frames) length += frame.byteLength
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const frame of frames) {
+    out.set(frame, offset)
+    offset += frame.byteLength
+  }
+  return out
+}

@@ -1,17 +1,20 @@
 /**
- * Per-record fan-out. A record's topic (its subscribers and its heartbeat) is
- * created with its first subscriber and released with its last. Publishing hands the one encoded frame to every subscriber's
- * bounded mailbox synchronously; publishing to a record nobody watches costs a
- * map lookup.
+ * Per-record fan-out. A record's topic (its set of subscribers) exists from
+ * its first subscriber to its last; while it exists the record is retained in
+ * the `ReplayBuffer`, so its sequence numbers never restart under a live
+ * subscriber. Publishing hands the one encoded frame to every subscriber's
+ * bounded mailbox synchronously; publishing to a record nobody watches costs
+ * a map lookup. Subscribers that fall behind read the record's history as
+ * their clients drain, through one fiber for the whole hub.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import type * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
@@ -19,6 +22,7 @@ import * as Heartbeat from "./Heartbeat.js"
 import * as Mailbox from "./internal/mailbox.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
+import * as ReplayBuffer from "./ReplayBuffer.js"
 
 /**
  * What flows to subscribers: an encoded frame and its per-record sequence
@@ -46,7 +50,6 @@ export type Subscriber = Mailbox.Mailbox
 export const keepalive: Message = { seq: 0, frame: Frame.keepalive }
 
 const revokedExpired = Frame.revoked("expired")
-const revokedForbidden = Frame.revoked("forbidden")
 
 /**
  * @since 0.1.0
@@ -59,8 +62,8 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers, Scope.Scope>
   /**
    * A new subscriber of `key`, registered until its mailbox closes: the client
-   * cancels its stream, it falls too far behind, or the hub shuts down. For
-   * adapters that hand the mailbox to a socket and hold no fiber per client.
+   * cancels its stream, it stalls, or the hub shuts down. For adapters that
+   * hand the mailbox to a socket and hold no fiber per client.
    */
   readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers>
   /** Current subscribers of `key`. */
@@ -69,6 +72,8 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   readonly totalSubscribers: Effect.Effect<number>
   /** Records with at least one subscriber. */
   readonly activeKeys: Effect.Effect<number>
+  /** Bytes waiting for clients, over all subscribers (each holds at most `maxQueuedBytes`). */
+  readonly queuedBytes: Effect.Effect<number>
 }>() {}
 
 /**
@@ -82,21 +87,16 @@ export const subscribersGauge = Metric.gauge("saacms_realtime_subscribers", {
 })
 
 /**
- * Subscribers whose stream ended because they fell `queueCapacity` frames
- * behind, or took nothing for a whole heartbeat interval while frames waited.
+ * Times a subscriber fell behind its bound (it then catches up from the
+ * history), and subscribers ended because their client took nothing for a
+ * whole heartbeat interval while frames waited.
  *
  * @since 0.1.0
  * @category metrics
  */
 export const slowSubscribers = Metric.counter("saacms_realtime_slow_subscribers", {
-  description: "Streams ended because the subscriber fell too far behind"
+  description: "Subscribers that fell behind their queue bound or stalled"
 })
-
-interface Topic {
-  readonly subscribers: Set<Subscriber>
-  /** Holds the record's heartbeat (set by the subscribe that created the topic). */
-  scope: Scope.CloseableScope | undefined
-}
 
 /**
  * The bounds a hub enforces (see `RealtimeConfig.Resolved`).
@@ -104,39 +104,38 @@ interface Topic {
  * @since 0.1.0
  * @category models
  */
-export type Limits = Pick<RealtimeConfig.Resolved, "queueCapacity" | "maxSubscribersPerKey" | "maxSubscribers">
+export type Limits = Pick<
+  RealtimeConfig.Resolved,
+  "queueCapacity" | "maxQueuedBytes" | "maxSubscribersPerKey" | "maxSubscribers"
+>
 
 /**
- * A hub whose subscribers each hold at most `queueCapacity` pending frames; one
- * that falls further behind has its mailbox closed at the last frame it can
- * hold (it reconnects and replays), so the publisher never waits and memory
- * stays bounded. Joining beyond `maxSubscribersPerKey` or `maxSubscribers` fails.
+ * A hub whose subscribers each hold at most `queueCapacity` frames and
+ * `maxQueuedBytes` bytes for their client; one that falls further behind
+ * catches up from `buffer` as its client drains, so the publisher never waits
+ * and memory stays bounded. Joining beyond `maxSubscribersPerKey` or
+ * `maxSubscribers` fails. One heartbeat runs for the whole hub while any
+ * record has subscribers.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
+export const make = (
+  limits: Limits,
+  buffer: ReplayBuffer.ReplayBuffer["Type"]
+): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
   Effect.gen(function*() {
     const heartbeat = yield* Heartbeat.Heartbeat
     const hubScope = yield* Effect.scope
-    const topics = new Map<Event.ResourceKey, Topic>()
+    const topics = new Map<Event.ResourceKey, Set<Subscriber>>()
+    const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
     let total = 0
 
     // Read only for subscribers with an expiry: the hot path reads no clock.
     const clock = yield* Effect.clock
-
-    // A subscriber whose access ended gets `saacms-revoked` instead of the frame,
-    // then ends. The heartbeat's `:keepalive` goes through here too, so an
-    // expired grant on a quiet record ends within one heartbeat interval.
-    const admits = (subscriber: Subscriber, message: Message): boolean => {
-      if (subscriber.expiresAt !== Infinity && subscriber.expiresAt <= clock.unsafeCurrentTimeMillis()) {
-        subscriber.finish(revokedExpired)
-        return false
-      }
-      if (subscriber.canSee !== undefined && message.event !== undefined && !subscriber.canSee(message.event)) {
-        subscriber.finish(revokedForbidden)
-        return false
-      }
+    const expired = (subscriber: Subscriber): boolean => {
+      if (subscriber.expiresAt === Infinity || subscriber.expiresAt > clock.unsafeCurrentTimeMillis()) return false
+      subscriber.finish(revokedExpired)
       return true
     }
 
@@ -145,42 +144,82 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
         const topic = topics.get(key)
         if (topic === undefined) return Effect.void
         let slow = 0
-        for (const subscriber of topic.subscribers) {
-          const admitted = subscriber.expiresAt === Infinity && subscriber.canSee === undefined ||
-            admits(subscriber, message)
-          if (admitted && !subscriber.offer(message)) slow++
+        for (const subscriber of topic) {
+          if (!expired(subscriber) && !subscriber.offer(message)) slow++
         }
-        return slow === 0 ? Effect.void : Effect.zipRight(
-          Metric.incrementBy(slowSubscribers, slow),
-          Effect.logDebug("subscribers fell behind; their streams end at the last frame they hold").pipe(
-            Effect.annotateLogs({ key, slow })
-          )
-        )
+        return slow === 0 ? Effect.void : Metric.incrementBy(slowSubscribers, slow)
       })
 
-    // Each heartbeat first ends the subscribers that took nothing over the last
-    // interval while frames waited (workerd, for one, never says a client left).
-    const releaseStalled = (key: Event.ResourceKey) =>
-      Effect.suspend(() => {
-        const topic = topics.get(key)
-        if (topic === undefined) return Effect.void
-        let stalled = 0
-        for (const subscriber of topic.subscribers) {
+    // One heartbeat for the hub: each beat first ends the subscribers that took
+    // nothing over the last interval while frames waited (workerd, for one,
+    // never says a client left), then sends `:keepalive` to every active record.
+    // An expired grant on a quiet record ends here too.
+    const beat = Effect.suspend(() => {
+      let stalled = 0
+      for (const topic of topics.values()) {
+        for (const subscriber of topic) {
           if (subscriber.checkStalled()) stalled++
+          else if (!expired(subscriber)) subscriber.offer(keepalive)
         }
-        return stalled === 0 ? Effect.void : Effect.zipRight(
-          Metric.incrementBy(slowSubscribers, stalled),
-          Effect.logDebug("subscribers took nothing for a heartbeat interval; their streams end").pipe(
-            Effect.annotateLogs({ key, stalled })
-          )
+      }
+      return stalled === 0 ? Effect.void : Effect.zipRight(
+        Metric.incrementBy(slowSubscribers, stalled),
+        Effect.logDebug("subscribers took nothing for a heartbeat interval; their streams end").pipe(
+          Effect.annotateLogs({ stalled })
         )
-      })
+      )
+    })
+    let beating: Scope.CloseableScope | undefined
+    const startHeartbeat = Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
+      beating = scope
+      return Scope.extend(heartbeat.keep(beat), scope)
+    })
+    const stopHeartbeat = Effect.suspend(() => {
+      const scope = beating
+      beating = undefined
+      return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+    })
+
+    // Backfills: subscribers behind read the history through one fiber, woken
+    // by a callback (no fiber per client).
+    let requests: Array<readonly [Event.ResourceKey, Subscriber, number, Mailbox.Limits]> = []
+    let wakeBackfill: (() => void) | undefined
+    const wake = () => {
+      const resume = wakeBackfill
+      wakeBackfill = undefined
+      resume?.()
+    }
+    const backfill = (key: Event.ResourceKey) => (subscriber: Subscriber, afterSeq: number, want: Mailbox.Limits) => {
+      requests.push([key, subscriber, afterSeq, want])
+      wake()
+    }
+    yield* Effect.forkScoped(serve(() => requests.length > 0, (resume) => (wakeBackfill = resume), Effect.suspend(() => {
+      const batch = requests
+      requests = []
+      return Effect.forEach(batch, ([key, subscriber, afterSeq, want]) =>
+        buffer.read(key, afterSeq, want).pipe(
+          Effect.match({
+            onFailure: () => subscriber.unavailable(),
+            onSuccess: (read) => subscriber.fill(read)
+          })
+        ), { discard: true })
+    })))
+
+    // Mailboxes that close on their own (client gone, stalled, revoked) are
+    // released by one fiber for the whole hub.
+    let closed: Array<readonly [Event.ResourceKey, Subscriber]> = []
+    let wakeReaper: (() => void) | undefined
+    yield* Effect.forkScoped(serve(() => closed.length > 0, (resume) => (wakeReaper = resume), Effect.suspend(() => {
+      const batch = closed
+      closed = []
+      return Effect.forEach(batch, ([key, subscriber]) => leave(key, subscriber), { discard: true })
+    })))
 
     // Shutdown ends every open stream cleanly.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         for (const topic of topics.values()) {
-          for (const subscriber of topic.subscribers) subscriber.close()
+          for (const subscriber of topic) subscriber.close()
         }
       })
     )
@@ -191,70 +230,51 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
         return Metric.set(subscribersGauge, total)
       })
 
-    // A record's topic lives from its first subscriber to its last, with its
-    // heartbeat. Joining is one synchronous step, so first subscribers arriving
-    // together always share one topic.
+    // Joining is one synchronous step, so first subscribers arriving together
+    // always share one topic; the record is retained before its history is read.
     const register = (key: Event.ResourceKey, subscriber: Subscriber) =>
       Effect.suspend(() => {
         const existing = topics.get(key)
         if (existing !== undefined) {
-          existing.subscribers.add(subscriber)
+          existing.add(subscriber)
           return count(1)
         }
-        const topic: Topic = { subscribers: new Set([subscriber]), scope: undefined }
-        topics.set(key, topic)
-        return Effect.zipRight(
+        topics.set(key, new Set([subscriber]))
+        return Effect.all([
+          buffer.retain(key),
           count(1),
-          // A child of the hub's scope: shutdown stops every heartbeat too.
-          Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
-            topic.scope = scope
-            return Scope.extend(heartbeat.keep(Effect.zipRight(releaseStalled(key), publish(key, keepalive))), scope)
-          })
-        )
+          topics.size === 1 ? startHeartbeat : Effect.void
+        ], { discard: true })
       })
 
     const leave = (key: Event.ResourceKey, subscriber: Subscriber) =>
       Effect.suspend(() => {
         subscriber.close()
         const topic = topics.get(key)
-        if (topic === undefined || !topic.subscribers.delete(subscriber)) return Effect.void
-        if (topic.subscribers.size > 0) return count(-1)
+        if (topic === undefined || !topic.delete(subscriber)) return Effect.void
+        if (topic.size > 0) return count(-1)
         topics.delete(key)
-        return topic.scope === undefined ? count(-1) : Effect.zipRight(count(-1), Scope.close(topic.scope, Exit.void))
+        return Effect.all([
+          count(-1),
+          buffer.release(key),
+          topics.size === 0 ? stopHeartbeat : Effect.void
+        ], { discard: true })
       })
-
-    // Mailboxes that close on their own (client gone, too slow) are released
-    // by one fiber for the whole hub, woken by a callback: no fiber per client.
-    let closed: Array<readonly [Event.ResourceKey, Subscriber]> = []
-    let wakeReaper: (() => void) | undefined
-    const reaped = Effect.async<void>((resume) => {
-      if (closed.length > 0) return resume(Effect.void)
-      wakeReaper = () => {
-        wakeReaper = undefined
-        resume(Effect.void)
-      }
-    })
-    yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.zipRight(
-      reaped,
-      Effect.suspend(() => {
-        const batch = closed
-        closed = []
-        return Effect.forEach(batch, ([key, subscriber]) => leave(key, subscriber), { discard: true })
-      })
-    ))))
 
     const join = (key: Event.ResourceKey) =>
       Effect.suspend(() => {
         if (total >= limits.maxSubscribers) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "process", limit: limits.maxSubscribers }))
         }
-        if ((topics.get(key)?.subscribers.size ?? 0) >= limits.maxSubscribersPerKey) {
+        if ((topics.get(key)?.size ?? 0) >= limits.maxSubscribersPerKey) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "key", limit: limits.maxSubscribersPerKey }))
         }
-        const subscriber = new Mailbox.Mailbox(limits.queueCapacity)
+        const subscriber = new Mailbox.Mailbox(mailboxLimits, backfill(key))
         subscriber.onClose(() => {
           closed.push([key, subscriber])
-          wakeReaper?.()
+          const resume = wakeReaper
+          wakeReaper = undefined
+          resume?.()
         })
         return Effect.as(register(key, subscriber), subscriber)
       })
@@ -263,19 +283,38 @@ export const make = (limits: Limits): Effect.Effect<Hub["Type"], never, Scope.Sc
       publish,
       join,
       subscribe: (key) => Effect.acquireRelease(join(key), (subscriber) => leave(key, subscriber)),
-      subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),
+      subscriberCount: (key) => Effect.sync(() => topics.get(key)?.size ?? 0),
       totalSubscribers: Effect.sync(() => total),
-      activeKeys: Effect.sync(() => topics.size)
+      activeKeys: Effect.sync(() => topics.size),
+      queuedBytes: Effect.sync(() => {
+        let bytes = 0
+        for (const topic of topics.values()) {
+          for (const subscriber of topic) bytes += subscriber.queuedBytes
+        }
+        return bytes
+      })
     })
   })
 
+// A fiber that runs `work` whenever `ready()` holds, sleeping (no timer) until
+// `park` hands it the function that wakes it.
+const serve = (ready: () => boolean, park: (resume: () => void) => void, work: Effect.Effect<void>) => {
+  const waiting = Effect.async<void>((resume) => {
+    if (ready()) return resume(Effect.void)
+    park(() => resume(Effect.void))
+  })
+  return Effect.interruptible(Effect.forever(Effect.zipRight(waiting, work)))
+}
+
 /**
- * The hub, with the bounds of `RealtimeConfig`.
+ * The hub, with the bounds of `RealtimeConfig`, over the `ReplayBuffer`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Hub, never, Heartbeat.Heartbeat> = Layer.scoped(
+export const layer: Layer.Layer<Hub, never, Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> = Layer.scoped(
   Hub,
-  Effect.flatMap(RealtimeConfig.RealtimeConfig, make)
+  Effect.gen(function*() {
+    return yield* make(yield* RealtimeConfig.RealtimeConfig, yield* ReplayBuffer.ReplayBuffer)
+  })
 )

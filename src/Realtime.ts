@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -130,36 +131,38 @@ export const make: Effect.Effect<
   const config = yield* RealtimeConfig.RealtimeConfig
   const buffer = yield* ReplayBuffer.ReplayBuffer
   const hub = yield* Hub.Hub
-  // Publishes are serialised so that every record's sequence numbers reach the
-  // hub in the order the buffer assigned them (subscribers rely on it).
-  const lock = yield* Effect.makeSemaphore(1)
   let counter = 0
 
+  // No lock: the buffer's driver assigns each record's sequence numbers, and a
+  // subscriber that sees them out of order (two publishes to one record
+  // interleaved) repairs the gap from the history.
   const publish: Realtime["Type"]["publish"] = (input) =>
     Effect.gen(function*() {
       const { event, key } = yield* Event.decode(input)
       const etag = event.type === "deleted" ? undefined : event.etag
       const id = etag !== undefined && etag !== "" ? etag : `${yield* Clock.currentTimeMillis}-${++counter}`
-      const frame = yield* Either.match(Frame.encode(event, id), { onLeft: Effect.fail, onRight: Effect.succeed })
-      if (frame.byteLength > config.maxFrameBytes) {
-        return yield* new RealtimeError.FrameTooLarge({ bytes: frame.byteLength, maxBytes: config.maxFrameBytes })
-      }
-      const entry = yield* lock.withPermits(1)(
-        Effect.tap(buffer.append(key, { id, frame }), (entry) => hub.publish(key, { seq: entry.seq, frame, event }))
-      )
+      const frame = yield* Either.match(Frame.encode(event, id, config.maxFrameBytes), {
+        onLeft: Effect.fail,
+        onRight: Effect.succeed
+      })
+      const entry = yield* buffer.append(key, { id, frame })
+      yield* hub.publish(key, { seq: entry.seq, frame, event })
       return { key, id, seq: entry.seq }
     })
 
   // Gapless handoff: the subscriber is registered for live frames first, then
-  // the history is read; it drops live frames the history covered (by sequence number).
+  // its position is read; what follows it (published before or since) comes
+  // from the history as its client drains, then live frames, by sequence number.
   const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) =>
     Effect.gen(function*() {
       if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
       const canSee = grant?.canSee
       if (canSee !== undefined) {
-        subscriber.canSee = (event) => {
+        subscriber.canSee = (event, frame) => {
           try {
-            return canSee(event as Event.RealtimeEvent)
+            // A replayed event is read back from its frame.
+            const decoded = event ?? Frame.decode(key, frame)
+            return decoded !== undefined && canSee(decoded as Event.RealtimeEvent)
           } catch {
             return false
           }
@@ -171,36 +174,39 @@ export const make: Effect.Effect<
         // Jittered, so that clients cut off together do not all come back at once.
         opening.push(Frame.retry(config.retryMs + (yield* Random.nextIntBetween(0, config.retryJitterMs + 1))))
       }
-      subscriber.begin(
-        since.lastSeq,
-        since._tag === "Resync"
-          ? [...opening, Frame.resync(since.newestId)]
-          : [...opening, ...since.entries.map((entry) => entry.frame)]
-      )
+      if (since._tag === "Resync") opening.push(Frame.resync(since.newestId))
+      // The opening is this subscriber's own (its retry hint is drawn for it): one chunk.
+      subscriber.begin(since._tag === "Resync" ? since.lastSeq : since.fromSeq, since.lastSeq, Frame.concat(opening))
       return subscriber
     })
 
   const lastId = (lastEventId: string | undefined) =>
     lastEventId === undefined ? Effect.succeed(undefined) : Event.decodeLastEventId(lastEventId)
 
+  // A subscriber whose position cannot be read is released at once.
+  const primed = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) =>
+    Effect.tapError(prime(subscriber, key, last, grant), () => Effect.sync(() => subscriber.close()))
+
   const open: Realtime["Type"]["open"] = (key, lastEventId, grant) =>
     Effect.flatMap(lastId(lastEventId), (last) =>
-      Effect.uninterruptible(Effect.flatMap(hub.join(key), (subscriber) => prime(subscriber, key, last, grant))))
+      Effect.uninterruptible(Effect.flatMap(hub.join(key), (subscriber) => primed(subscriber, key, last, grant))))
 
   const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId, grant) =>
     Stream.unwrapScoped(Effect.gen(function*() {
       const last = yield* lastId(lastEventId)
-      const subscriber = yield* Effect.flatMap(hub.subscribe(key), (subscriber) => prime(subscriber, key, last, grant))
-      return Stream.repeatEffectOption(Effect.async<Uint8Array, Option.Option<never>>((resume) => {
-        const take = () => {
-          const chunk = subscriber.poll()
-          if (chunk !== undefined) resume(Effect.succeed(chunk))
-          else if (subscriber.done) resume(Effect.fail(Option.none()))
-          else subscriber.onWake(take)
-        }
-        take()
+      const subscriber = yield* Effect.flatMap(hub.subscribe(key), (subscriber) => primed(subscriber, key, last, grant))
+      // Each pull takes every frame waiting, as one chunk of the shared frames.
+      const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<never>> = Effect.suspend(() => {
+        const frames = subscriber.poll()
+        if (frames !== undefined) return Effect.succeed(Chunk.unsafeFromArray(frames))
+        if (subscriber.done) return Effect.fail(Option.none())
+        return Effect.zipRight(woken, pull)
+      })
+      const woken = Effect.async<void>((resume) => {
+        subscriber.onWake(() => resume(Effect.void))
         return Effect.sync(() => subscriber.onWake(undefined))
-      }))
+      })
+      return Stream.repeatEffectChunkOption(pull)
     }))
 
   return Realtime.of({ publish, open, subscribe })
@@ -222,6 +228,6 @@ export const layer: Layer.Layer<Realtime, never, ReplayBuffer.ReplayBuffer | Hub
  * @category layers
  */
 export const layerMemory: Layer.Layer<Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat> = layer.pipe(
-  Layer.provideMerge(Layer.merge(ReplayBuffer.layerMemory, Hub.layer)),
-  Layer.provideMerge(Heartbeat.layer)
+  Layer.provideMerge(Hub.layer),
+  Layer.provideMerge(Layer.merge(ReplayBuffer.layerMemory, Heartbeat.layer))
 )

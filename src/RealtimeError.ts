@@ -30,7 +30,9 @@ export class InvalidEvent extends Data.TaggedError("InvalidEvent")<{
 }> {}
 
 /**
- * An event whose encoded frame is larger than `maxFrameBytes`.
+ * An event whose encoded frame is larger than `maxFrameBytes`. `bytes` is the
+ * frame's length, or, when the record was refused before it was serialised, a
+ * lower bound of it (still over `maxBytes`).
  *
  * @since 0.1.0
  * @category errors

@@ -1,9 +1,11 @@
 /**
- * Bounded per-record history for `Last-Event-ID` replay. Retention (by count
- * and by age, measured with `Clock`), sequence numbers and the
- * `Replay | Resync` answer live here, in `make`; a backend supplies only a
- * small `Driver` (memory here, Durable Object storage and Redis elsewhere), so
- * backends cannot disagree on semantics.
+ * Bounded per-record history for `Last-Event-ID` replay. A backend supplies a
+ * `Driver` that owns the order: its `append` assigns the record's next
+ * sequence number and trims (by count, age and bytes) in one step, so no lock
+ * outside it is needed. `make` adds time (`Clock`, so `TestClock` drives
+ * retention) and the answers a reconnecting client gets: where it stands
+ * (`since`) and, as its connection drains, what follows (`read`), or that
+ * its history is gone.
  *
  * @since 0.1.0
  */
@@ -13,183 +15,215 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Event from "./Event.js"
-import { RingBuffer } from "./internal/ringBuffer.js"
+import type * as History from "./internal/history.js"
+import { MemoryStore } from "./internal/memoryStore.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
+import type * as RealtimeError from "./RealtimeError.js"
 
 /**
  * One buffered event: its per-record sequence number, its SSE id, its encoded
- * frame and when it was appended (`Clock` milliseconds).
+ * frame (shared by every subscriber) and when it was appended (`Clock` ms).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Entry {
-  readonly seq: number
-  readonly id: string
-  readonly frame: Uint8Array
-  readonly at: number
-}
+export type Entry = History.Entry
 
 /**
- * The newest event ever appended for a record, kept after its entry is evicted.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Head {
-  readonly seq: number
-  readonly id: string
-}
-
-/**
- * What a reconnecting client is owed: the entries after its last id (possibly
- * none), or a resync because its history is gone. `lastSeq` is the sequence
- * number the client is at once it has the answer.
+ * Where a client stands after its last event id: at sequence number
+ * `fromSeq` (what follows it is owed, read with `read`), or `Resync` because
+ * its id is not held any more. `lastSeq` is the record's newest sequence number.
  *
  * @since 0.1.0
  * @category models
  */
 export type Since =
-  | { readonly _tag: "Replay"; readonly entries: ReadonlyArray<Entry>; readonly lastSeq: number }
+  | { readonly _tag: "Replay"; readonly fromSeq: number; readonly lastSeq: number }
   | { readonly _tag: "Resync"; readonly newestId: string; readonly lastSeq: number }
+
+/**
+ * What follows a sequence number: the next entries (dense, oldest first;
+ * none when the reader is at the head), or `Gone` when the entry after it was
+ * dropped: the reader gets `saacms-resync` with `newestId` and carries on
+ * from `lastSeq`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Read = History.Read
+
+/**
+ * How much one `read` may return: at most `maxBytes` of frames and
+ * `maxFrames` entries, but always at least one entry when one follows.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReadLimits {
+  readonly maxBytes: number
+  readonly maxFrames: number
+}
+
+/**
+ * What a buffer holds now (for monitoring and tests; a backend reports what
+ * it holds in memory, or in storage for the Durable Object).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Records held: with history, or followed by a local subscriber. */
+  readonly records: number
+  /** Records that hold history. */
+  readonly recordsWithHistory: number
+  /** Entries held over all records. */
+  readonly entries: number
+  /** Bytes of frames held over all records. */
+  readonly bytes: number
+}
 
 /**
  * @since 0.1.0
  * @category tags
  */
 export class ReplayBuffer extends Context.Tag("@saacms/realtime/ReplayBuffer")<ReplayBuffer, {
-  /** Append a frame under the record's next sequence number, then evict by count and age. */
-  readonly append: (key: Event.ResourceKey, event: { readonly id: string; readonly frame: Uint8Array }) => Effect.Effect<Entry>
-  /** The entries after `lastEventId` (its most recent occurrence), or `Resync`; without an id, none and the head. */
-  readonly since: (key: Event.ResourceKey, lastEventId: string | undefined) => Effect.Effect<Since>
-  /** How many events the record holds now (after age eviction). */
-  readonly size: (key: Event.ResourceKey) => Effect.Effect<number>
+  /** Append a frame under the record's next sequence number; retention applies in the same step. */
+  readonly append: (
+    key: Event.ResourceKey,
+    event: { readonly id: string; readonly frame: Uint8Array }
+  ) => Effect.Effect<Entry, RealtimeError.Unavailable>
+  /** Where a client with `lastEventId` (its most recent occurrence) stands; without one, at the head. */
+  readonly since: (key: Event.ResourceKey, lastEventId: string | undefined) => Effect.Effect<Since, RealtimeError.Unavailable>
+  /** The entries after `afterSeq`, within `limits`, or `Gone`. */
+  readonly read: (key: Event.ResourceKey, afterSeq: number, limits: ReadLimits) => Effect.Effect<Read, RealtimeError.Unavailable>
+  /** A local subscriber starts following `key`: its sequence must not restart until `release`. */
+  readonly retain: (key: Event.ResourceKey) => Effect.Effect<void>
+  /** The last local subscriber of `key` left. */
+  readonly release: (key: Event.ResourceKey) => Effect.Effect<void>
+  /** How many events the record holds now (after age retention). */
+  readonly size: (key: Event.ResourceKey) => Effect.Effect<number, RealtimeError.Unavailable>
+  /** What the buffer holds now. */
+  readonly stats: Effect.Effect<Stats>
 }>() {}
 
 /**
- * The storage a backend provides. Calls for one key never overlap in a way that
- * matters: `Realtime` serialises publishes, and reads tolerate a concurrent append.
+ * A backend's storage. Every call takes the current time (`Clock` ms) from
+ * `make`; `append` assigns the sequence number and trims atomically.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Driver {
-  /** The newest entry ever appended for `key`, if any. */
-  readonly head: (key: Event.ResourceKey) => Effect.Effect<Head | undefined>
-  /** Store `entry` as the newest of `key` (its `seq` is the head's plus one). */
-  readonly append: (key: Event.ResourceKey, entry: Entry) => Effect.Effect<void>
-  /** The entries held for `key`, oldest first. */
-  readonly entries: (key: Event.ResourceKey) => Effect.Effect<ReadonlyArray<Entry>>
-  /** Keep at most `maxEvents` entries of `key`, none appended before `minAt`. */
-  readonly trim: (key: Event.ResourceKey, maxEvents: number, minAt: number) => Effect.Effect<void>
-  /**
-   * Drop the entries appended before `minAt` of one record other than those
-   * just touched, taking records in turn, so that records nobody publishes to
-   * or reads age out too while others are published. No timer runs.
-   */
-  readonly sweep: (minAt: number) => Effect.Effect<void>
+  readonly append: (key: Event.ResourceKey, id: string, frame: Uint8Array, now: number) => Effect.Effect<Entry, RealtimeError.Unavailable>
+  /** `lastEventId`'s position (`At` its most recent occurrence, or the head's id), and the head. */
+  readonly position: (
+    key: Event.ResourceKey,
+    lastEventId: string,
+    now: number
+  ) => Effect.Effect<{ readonly position: History.Position; readonly headSeq: number; readonly headId: string | undefined }, RealtimeError.Unavailable>
+  readonly headSeq: (key: Event.ResourceKey, now: number) => Effect.Effect<number, RealtimeError.Unavailable>
+  readonly read: (key: Event.ResourceKey, afterSeq: number, limits: ReadLimits, now: number) => Effect.Effect<Read, RealtimeError.Unavailable>
+  readonly retain: (key: Event.ResourceKey) => Effect.Effect<void>
+  readonly release: (key: Event.ResourceKey) => Effect.Effect<void>
+  readonly size: (key: Event.ResourceKey, now: number) => Effect.Effect<number, RealtimeError.Unavailable>
+  readonly stats: Effect.Effect<Stats>
 }
 
 /**
- * Build the buffer's semantics over a driver, with retention from `RealtimeConfig`.
+ * The buffer over a driver: time from `Clock`, and the reference's resync id
+ * (the current time, ISO 8601) for a record with no history.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (driver: Driver): Effect.Effect<ReplayBuffer["Type"]> =>
-  Effect.map(RealtimeConfig.RealtimeConfig, (config) => {
-    const maxAgeMs = Duration.toMillis(config.maxAge)
-    const trim = (key: Event.ResourceKey) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => driver.trim(key, config.maxEvents, now - maxAgeMs))
-    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) => driver.sweep(now - maxAgeMs))
-
-    return ReplayBuffer.of({
-      append: (key, { frame, id }) =>
-        Effect.gen(function*() {
-          const head = yield* driver.head(key)
-          const entry: Entry = { seq: (head?.seq ?? 0) + 1, id, frame, at: yield* Clock.currentTimeMillis }
-          yield* driver.append(key, entry)
-          yield* trim(key)
-          yield* sweep
-          return entry
-        }),
-      since: (key, lastEventId) =>
-        Effect.gen(function*() {
-          yield* trim(key)
-          const head = yield* driver.head(key)
-          const headSeq = head?.seq ?? 0
-          if (lastEventId === undefined) {
-            return { _tag: "Replay", entries: [], lastSeq: headSeq } as const
-          }
-          const entries = yield* driver.entries(key)
-          // Ids resolve to their most recent occurrence (an etag may repeat).
-          for (let i = entries.length - 1; i >= 0; i--) {
-            if (entries[i]!.id === lastEventId) {
-              return { _tag: "Replay", entries: entries.slice(i + 1), lastSeq: headSeq } as const
-            }
-          }
-          if (head !== undefined && head.id === lastEventId) {
-            // The client saw the newest event; only its entry has aged out.
-            return { _tag: "Replay", entries: [], lastSeq: headSeq } as const
-          }
-          const newestId = head?.id ?? new Date(yield* Clock.currentTimeMillis).toISOString()
-          return { _tag: "Resync", newestId, lastSeq: headSeq } as const
-        }),
-      size: (key) => Effect.zipRight(trim(key), Effect.map(driver.entries(key), (entries) => entries.length))
-    })
+export const make = (driver: Driver): ReplayBuffer["Type"] => {
+  const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>) => Effect.flatMap(Clock.currentTimeMillis, f)
+  return ReplayBuffer.of({
+    append: (key, { frame, id }) => withNow((now) => driver.append(key, id, frame, now)),
+    since: (key, lastEventId) =>
+      withNow((now): Effect.Effect<Since, RealtimeError.Unavailable> =>
+        lastEventId === undefined
+          ? Effect.map(driver.headSeq(key, now), (seq) => ({ _tag: "Replay", fromSeq: seq, lastSeq: seq }))
+          : Effect.map(driver.position(key, lastEventId, now), ({ headId, headSeq, position }) =>
+            position._tag === "At"
+              ? { _tag: "Replay", fromSeq: position.seq, lastSeq: headSeq }
+              : { _tag: "Resync", newestId: headId ?? new Date(now).toISOString(), lastSeq: headSeq })
+      ),
+    read: (key, afterSeq, limits) =>
+      withNow((now) =>
+        Effect.map(driver.read(key, afterSeq, limits, now), (read): Read =>
+          read._tag === "Gone" && read.newestId === "" ? { ...read, newestId: new Date(now).toISOString() } : read)
+      ),
+    retain: driver.retain,
+    release: driver.release,
+    size: (key) => withNow((now) => driver.size(key, now)),
+    stats: driver.stats
   })
+}
 
 /**
- * The in-memory driver: one ring buffer per record. A record's head (sequence
- * number and id of its newest event, a few dozen bytes) stays after its
- * entries age out, so a live subscriber never sees a sequence number reused.
- * Each append sweeps one record, in turn, so buffered frames age out on every
- * record while the process publishes.
+ * The in-memory driver over a `MemoryStore` (see `layerMemory`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemoryDriver = (maxEvents: number): Driver => {
-  const records = new Map<Event.ResourceKey, { head: Head; ring: RingBuffer<Entry> }>()
-  return {
-    head: (key) => Effect.sync(() => records.get(key)?.head),
-    append: (key, entry) =>
-      Effect.sync(() => {
-        const record = records.get(key)
-        if (record === undefined) {
-          const ring = new RingBuffer<Entry>(maxEvents)
-          ring.push(entry)
-          records.set(key, { head: entry, ring })
-        } else {
-          record.head = entry
-          record.ring.push(entry)
-        }
-      }),
-    entries: (key) => Effect.sync(() => records.get(key)?.ring.sliceFrom(0) ?? []),
-    trim: (key, _maxEvents, minAt) =>
-      Effect.sync(() => {
-        records.get(key)?.ring.dropWhile((entry) => entry.at < minAt)
-      }),
-    sweep: (minAt) =>
-      Effect.sync(() => {
-        const first = records.entries().next()
-        if (first.done === true) return
-        const [key, record] = first.value
-        record.ring.dropWhile((entry) => entry.at < minAt)
-        // Rotate: the next sweep takes the next record.
-        records.delete(key)
-        records.set(key, record)
-      })
-  }
-}
+export const makeMemoryDriver = (store: MemoryStore): Driver => ({
+  append: (key, id, frame, now) => Effect.sync(() => store.append(key, id, frame, now)),
+  position: (key, lastEventId, now) => Effect.sync(() => store.position(key, lastEventId, now)),
+  headSeq: (key, now) => Effect.sync(() => store.headSeq(key, now)),
+  read: (key, afterSeq, limits, now) => Effect.sync(() => store.read(key, afterSeq, limits.maxBytes, limits.maxFrames, now)),
+  retain: (key) => Effect.sync(() => store.retain(key)),
+  release: (key) => Effect.sync(() => store.release(key)),
+  size: (key, now) => Effect.sync(() => store.size(key, now)),
+  stats: Effect.sync(() => store.stats())
+})
 
 /**
- * The in-memory `ReplayBuffer`, sized by `RealtimeConfig`.
+ * Retention from the configuration, for drivers.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const retention = (config: RealtimeConfig.Resolved) => ({
+  maxEvents: config.maxEvents,
+  maxAgeMs: Duration.toMillis(config.maxAge),
+  maxHistoryBytes: config.maxHistoryBytes,
+  maxRecords: config.maxRecords
+})
+
+/**
+ * The in-memory `ReplayBuffer` of one process, bounded by `RealtimeConfig`:
+ * per record by count and age, over all records by `maxHistoryBytes` and
+ * `maxRecords`. One fiber expires entries as they age, on `Clock`, whether or
+ * not anything is published; it sleeps while nothing is held.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerMemory: Layer.Layer<ReplayBuffer> = Layer.effect(
+export const layerMemory: Layer.Layer<ReplayBuffer> = Layer.scoped(
   ReplayBuffer,
-  Effect.flatMap(RealtimeConfig.RealtimeConfig, (config) => make(makeMemoryDriver(config.maxEvents)))
+  Effect.gen(function*() {
+    const config = yield* RealtimeConfig.RealtimeConfig
+    const store = new MemoryStore(retention(config))
+    let wake: (() => void) | undefined
+    store.onDue = () => wake?.()
+    const due = Effect.async<number>((resume) => {
+      const next = store.nextDue()
+      if (next !== undefined) return resume(Effect.succeed(next))
+      wake = () => {
+        wake = undefined
+        resume(Effect.sync(() => store.nextDue() ?? 0))
+      }
+      return Effect.sync(() => {
+        wake = undefined
+      })
+    })
+    yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.gen(function*() {
+      const at = yield* due
+      const now = yield* Clock.currentTimeMillis
+      if (at > now) yield* Effect.sleep(Duration.millis(at - now))
+      store.expire(yield* Clock.currentTimeMillis)
+    }))))
+    return make(makeMemoryDriver(store))
+  })
 )

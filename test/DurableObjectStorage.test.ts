@@ -12,38 +12,7 @@ import { SaacmsRealtimeDO } from "../src/index.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
 import * as ReplayBuffer from "../src/ReplayBuffer.js"
 import { key } from "./utils/layers.js"
-
-/** `state.storage` as far as the driver uses it: values are structured clones, as in workerd. */
-class MemoryStorage implements Storage.StorageLike {
-  readonly data = new Map<string, unknown>()
-  alarm: number | null = null
-  get<T>(k: string) {
-    return Promise.resolve(structuredClone(this.data.get(k)) as T | undefined)
-  }
-  list<T>(options?: { readonly prefix?: string }) {
-    const keys = [...this.data.keys()].filter((k) => k.startsWith(options?.prefix ?? "")).sort()
-    return Promise.resolve(new Map(keys.map((k) => [k, structuredClone(this.data.get(k)) as T])))
-  }
-  put<T>(entries: Record<string, T>) {
-    for (const [k, v] of Object.entries(entries)) this.data.set(k, structuredClone(v))
-    return Promise.resolve()
-  }
-  delete(keys: Array<string>) {
-    return Promise.resolve(keys.filter((k) => this.data.delete(k)).length)
-  }
-  getAlarm() {
-    return Promise.resolve(this.alarm)
-  }
-  setAlarm(at: number) {
-    this.alarm = at
-    return Promise.resolve()
-  }
-  /** Event ids held in storage, oldest first. */
-  ids(): Array<string> {
-    return [...this.data.entries()].filter(([k]) => k.includes(":event:")).sort(([a], [b]) => a < b ? -1 : 1)
-      .map(([, v]) => (v as { id: string }).id)
-  }
-}
+import { MemoryStorage } from "./utils/storage.js"
 
 const record = key("posts", "1")
 const frame = new Uint8Array([101, 10])
@@ -58,6 +27,8 @@ const withBuffer = <A, E>(
     Effect.provide(Storage.layerDurableObjectStorage(storage).pipe(Layer.provide(RealtimeConfig.layer(options))))
   )
 
+const all = { maxBytes: Number.MAX_SAFE_INTEGER, maxFrames: Number.MAX_SAFE_INTEGER }
+
 const append = (b: ReplayBuffer.ReplayBuffer["Type"], ids: ReadonlyArray<string>) =>
   Effect.forEach(ids, (id) => b.append(record, { id, frame }))
 
@@ -69,9 +40,10 @@ describe("ReplayBuffer over Durable Object storage", () => {
       assert.deepStrictEqual(storage.ids(), ["e1", "e2", "e3"])
       yield* withBuffer(storage, {}, (b) =>
         Effect.gen(function*() {
-          const since = yield* b.since(record, "e1")
-          assert.deepStrictEqual(since._tag === "Replay" && since.entries.map((e) => [e.seq, e.id]), [[2, "e2"], [3, "e3"]])
-          assert.deepStrictEqual(since._tag === "Replay" && [...since.entries[0]!.frame], [...frame])
+          assert.deepStrictEqual(yield* b.since(record, "e1"), { _tag: "Replay", fromSeq: 1, lastSeq: 3 })
+          const read = yield* b.read(record, 1, all)
+          assert.deepStrictEqual(read._tag === "Entries" && read.entries.map((e) => [e.seq, e.id]), [[2, "e2"], [3, "e3"]])
+          assert.deepStrictEqual(read._tag === "Entries" && [...read.entries[0]!.frame], [...frame])
           const next = yield* b.append(record, { id: "e4", frame })
           assert.strictEqual(next.seq, 4)
         }))
@@ -92,9 +64,21 @@ describe("ReplayBuffer over Durable Object storage", () => {
       yield* withBuffer(storage, {}, (b) => append(b, ["e1", "e2", "e3", "e4"]))
       const [first] = [...storage.data.keys()].filter((k) => k.includes(":event:")).sort()
       storage.data.set(first!, { id: 42, frame: "not bytes" })
-      const since = yield* withBuffer(storage, { retention: { maxEvents: 2 } }, (b) => b.since(record, "e3"))
+      const read = yield* withBuffer(storage, { retention: { maxEvents: 2 } }, (b) => b.read(record, 3, all))
       assert.deepStrictEqual(storage.ids(), ["e3", "e4"])
-      assert.deepStrictEqual(since._tag === "Replay" && since.entries.map((e) => e.id), ["e4"])
+      assert.deepStrictEqual(read._tag === "Entries" && read.entries.map((e) => e.id), ["e4"])
+    }))
+
+  it.effect("holds at most maxHistoryBytes in storage (the newest always), and a lowered budget applies on wake", () =>
+    Effect.gen(function*() {
+      const storage = new MemoryStorage()
+      const big = new Uint8Array(1000)
+      yield* withBuffer(storage, { retention: { maxHistoryBytes: 4096 } }, (b) =>
+        Effect.forEach(["e1", "e2", "e3", "e4", "e5", "e6"], (id) => b.append(record, { id, frame: big })))
+      assert.deepStrictEqual(storage.ids(), ["e3", "e4", "e5", "e6"])
+      const stats = yield* withBuffer(storage, { retention: { maxHistoryBytes: 2048 } }, (b) => b.stats)
+      assert.deepStrictEqual(storage.ids(), ["e5", "e6"])
+      assert.deepStrictEqual(stats, { records: 1, recordsWithHistory: 1, entries: 2, bytes: 2000 })
     }))
 
   it.effect("sets an alarm for the oldest event's expiry; trimming then deletes it from storage and sets the next", () =>
@@ -118,12 +102,12 @@ describe("ReplayBuffer over Durable Object storage", () => {
           assert.strictEqual(yield* b.size(record), 0)
           assert.deepStrictEqual(storage.ids(), [])
           // The newest id stays known: a client that saw it owes nothing.
-          assert.deepStrictEqual(yield* b.since(record, "e2"), { _tag: "Replay", entries: [], lastSeq: 2 })
+          assert.deepStrictEqual(yield* b.since(record, "e2"), { _tag: "Replay", fromSeq: 2, lastSeq: 2 })
           assert.deepStrictEqual(yield* b.since(record, "e1"), { _tag: "Resync", newestId: "e2", lastSeq: 2 })
         }))
       // And after a restart too.
       const since = yield* withBuffer(storage, options, (b) => b.since(record, "e2"))
-      assert.deepStrictEqual(since, { _tag: "Replay", entries: [], lastSeq: 2 })
+      assert.deepStrictEqual(since, { _tag: "Replay", fromSeq: 2, lastSeq: 2 })
     }))
 })
 

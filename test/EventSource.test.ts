@@ -121,8 +121,9 @@ describe(`EventSource against the demo host (${Server.runtime})`, () => {
 
 describe(`EventSource reconnects after a dropped stream (${Server.runtime})`, () => {
   // A subscriber may hold 2 pending frames: a burst of publishes leaves it
-  // behind, so the server ends its stream instead of skipping frames
-  // (DESIGN.md invariant 2, "no silent loss"); the client must reconnect and replay.
+  // behind, and it catches up from the history on the same connection
+  // (DESIGN.md invariant 2, "no silent loss"). A cut connection makes the
+  // client reconnect with Last-Event-ID and replay what it missed.
   const App = HttpLayerRouter.serve(RealtimeHttp.layer, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provideMerge(Realtime.layerMemory.pipe(Layer.provide(RealtimeConfig.layer({ queueCapacity: 2 })))),
     Layer.provideMerge(Server.layerTest)
@@ -149,13 +150,19 @@ describe(`EventSource reconnects after a dropped stream (${Server.runtime})`, ()
       yield* Effect.forEach([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], publish, { discard: true }).pipe(
         Effect.withMaxOpsBeforeYield(Number.MAX_SAFE_INTEGER)
       )
-      // The server ends the stream and releases the subscription;
-      // the client notices and schedules its reconnection (held for now).
+      // All of it arrives on the same connection, in order (the rest from the history).
+      const burst = yield* client.take(10)
+      assert.deepStrictEqual(burst.map((message) => message.lastEventId), Array.from({ length: 10 }, (_, n) => `v${n + 1}`))
+      assert.strictEqual(client.attempts.length, 1)
+
+      // The network cuts the connection; the server releases the subscription and
+      // the client schedules its reconnection (held for now).
+      yield* client.cut
       yield* client.errors.take.pipe(
-        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the server did not end the stream") })
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the client did not notice the cut") })
       )
       yield* eventually("subscriber released", hub.subscriberCount(key), (n) => n === 0)
-      const beforeDrop = yield* client.messages.takeAll
+      const beforeDrop = [...burst, ...(yield* client.messages.takeAll)]
       const lastSeen = [v0!, ...beforeDrop].at(-1)!.lastEventId
 
       // Published while the client is disconnected.

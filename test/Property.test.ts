@@ -414,7 +414,8 @@ describe("Property: Realtime.publish against a hostile publisher", () => {
           if (error._tag === "FrameTooLarge") {
             assert.strictEqual(error.maxBytes, maxFrameBytes, label)
             assert.isAbove(error.bytes, maxFrameBytes, label)
-            if (want.etag !== undefined) assert.strictEqual(error.bytes, frameLength(want.type, want.etag, want.data), label)
+            // Refused while encoding: the size found so far, never above the frame's.
+            if (want.etag !== undefined) assert.isAtMost(error.bytes, frameLength(want.type, want.etag, want.data), label)
           }
           return
         }

@@ -59,7 +59,8 @@ export const subscribe = (
     const realtime = yield* Realtime.Realtime
     const header = request.headers.get("Last-Event-ID")
     const last = header !== null && header !== "" ? header : new URL(request.url).searchParams.get("lastEventId")
-    const subscriber = yield* realtime.open(record, last === null || last === "" ? undefined : last, grantOf(request, recheck, (name ?? record) as Event.ResourceKey))
+    const key = (name ?? record) as Event.ResourceKey
+    const subscriber = yield* realtime.open(key, last === null || last === "" ? undefined : last, grantOf(request, recheck, key))
     const body = subscriber.toReadableStream()
     if (IdentityTransformStream === undefined) return new Response(body, { headers: Frame.headers })
     // workerd never cancels `body` when the client leaves, and keeps taking
@@ -175,7 +176,7 @@ export const publish = (request: Request, name: string | undefined): Effect.Effe
       FrameTooLarge: ({ bytes, maxBytes }) =>
         Effect.succeed(Response.json({
           error: "frame_too_large",
-          message: `the encoded frame is ${bytes} bytes, over ${maxBytes}`,
+          message: `the encoded frame is at least ${bytes} bytes, over ${maxBytes}`,
           bytes,
           maxBytes
         }, { status: 413 })),
@@ -249,5 +250,5 @@ export const handle = (
  */
 export const expire: Effect.Effect<void, never, ReplayBuffer.ReplayBuffer> = Effect.flatMap(
   ReplayBuffer.ReplayBuffer,
-  (buffer) => buffer.size(record)
+  (buffer) => Effect.ignoreLogged(buffer.size(record))
 )

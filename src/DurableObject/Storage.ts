@@ -10,12 +10,12 @@
  *
  * @since 0.1.0
  */
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { RingBuffer } from "../internal/ringBuffer.js"
+import type * as History from "../internal/history.js"
+import { RecordHistory } from "../internal/history.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as ReplayBuffer from "../ReplayBuffer.js"
 
@@ -49,83 +49,112 @@ const decodeEntry = Schema.decodeUnknownOption(StoredEntry)
 
 /**
  * Read the record's history from `storage` and return a driver over it.
- * Entries beyond `maxEvents` (the limit was lowered) or that do not decode are
- * deleted here.
+ * Entries beyond `maxEvents` or `maxHistoryBytes` (the limits were lowered),
+ * or that do not decode, are deleted here.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const makeDriver = (
   storage: StorageLike,
-  retention: { readonly maxEvents: number; readonly maxAgeMs: number }
+  retention: ReturnType<typeof ReplayBuffer.retention>
 ): Effect.Effect<ReplayBuffer.Driver> =>
   Effect.gen(function*() {
     const [storedHead, stored, alarm] = yield* Effect.promise(() =>
       Promise.all([storage.get(headKey), storage.list({ prefix: entryPrefix }), storage.getAlarm()])
     )
-    let head: ReplayBuffer.Head | undefined = Option.getOrUndefined(decodeHead(storedHead))
-    const ring = new RingBuffer<ReplayBuffer.Entry>(retention.maxEvents)
+    const history = new RecordHistory()
     const dropped: Array<string> = []
+    const drop = (entry: History.Entry) => dropped.push(entryKey(entry.seq))
     for (const [key, value] of stored) {
       const entry = decodeEntry(value)
       const seq = Number(key.slice(entryPrefix.length))
-      if (entry._tag === "None" || !Number.isSafeInteger(seq)) {
+      if (entry._tag === "None" || !Number.isSafeInteger(seq) || seq <= history.headSeq) {
         dropped.push(key)
         continue
       }
-      const evicted = ring.push({ seq, ...entry.value })
-      if (evicted !== undefined) dropped.push(entryKey(evicted.seq))
+      if (history.size > 0 && seq !== history.headSeq + 1) {
+        // A hole (a partial write): what came before it cannot be replayed gaplessly.
+        while (history.size > 0) drop(history.shift()!)
+      }
+      history.append({ seq, ...entry.value })
     }
-    const newest = ring.at(ring.size - 1)
-    if (newest !== undefined && (head === undefined || head.seq < newest.seq)) head = { seq: newest.seq, id: newest.id }
-    if (dropped.length > 0) yield* Effect.promise(() => storage.delete(dropped))
+    const head = Option.getOrUndefined(decodeHead(storedHead))
+    if (head !== undefined && head.seq > history.headSeq) {
+      // The newest entry was trimmed: the head outlives it (its id stays known).
+      while (history.size > 0) drop(history.shift()!)
+      history.head = head
+    }
+    trimBytes(history, retention.maxHistoryBytes, drop)
+    history.trim(retention.maxEvents, -Infinity, drop)
+    if (dropped.length > 0) yield* Effect.promise(() => storage.delete(dropped.splice(0)))
     let scheduled = alarm ?? undefined
 
     // The alarm fires when the oldest entry expires; the object's alarm handler
     // trims, which schedules the next one.
-    const schedule = (now: number) => {
-      const oldest = ring.at(0)
-      if (oldest === undefined) return Effect.void
+    const schedule = (now: number): Promise<unknown> | undefined => {
+      const oldest = history.oldest()
+      if (oldest === undefined) return undefined
       const due = oldest.at + retention.maxAgeMs + 1
-      if (scheduled !== undefined && scheduled > now && scheduled <= due) return Effect.void
+      if (scheduled !== undefined && scheduled > now && scheduled <= due) return undefined
       scheduled = due
-      return Effect.promise(() => storage.setAlarm(due))
+      return storage.setAlarm(due)
     }
 
+    // Drop what has aged out (from memory now, from storage in the same turn).
+    const expire = (now: number): Promise<unknown> | undefined => {
+      history.trim(retention.maxEvents, now - retention.maxAgeMs, drop)
+      const writes: Array<Promise<unknown>> = []
+      if (dropped.length > 0) writes.push(storage.delete(dropped.splice(0)))
+      const alarmSet = schedule(now)
+      if (alarmSet !== undefined) writes.push(alarmSet)
+      return writes.length === 0 ? undefined : Promise.all(writes)
+    }
+    const expired = <A>(now: number, answer: () => A) =>
+      Effect.suspend(() => {
+        const writes = expire(now)
+        return writes === undefined ? Effect.sync(answer) : Effect.as(Effect.promise(() => writes), answer())
+      })
+
     return {
-      head: () => Effect.sync(() => head),
-      append: (_key, entry) =>
+      append: (_key, id, frame, now) =>
         Effect.suspend(() => {
-          head = { seq: entry.seq, id: entry.id }
-          const evicted = ring.push(entry)
-          const writes: Record<string, unknown> = {
-            [headKey]: head,
+          // The object's input gate runs this turn alone: assigning the next
+          // sequence number and trimming cannot interleave with another append.
+          const entry: History.Entry = { seq: history.headSeq + 1, id, frame, at: now }
+          history.append(entry)
+          history.trim(retention.maxEvents, now - retention.maxAgeMs, drop)
+          trimBytes(history, retention.maxHistoryBytes, drop)
+          const writes: Array<Promise<unknown>> = [storage.put({
+            [headKey]: history.head,
             [entryKey(entry.seq)]: { id: entry.id, frame: entry.frame, at: entry.at }
-          }
-          return Effect.promise(() =>
-            evicted === undefined
-              ? storage.put(writes)
-              : Promise.all([storage.put(writes), storage.delete([entryKey(evicted.seq)])]).then(() => undefined)
-          )
+          })]
+          if (dropped.length > 0) writes.push(storage.delete(dropped.splice(0)))
+          const alarmSet = schedule(now)
+          if (alarmSet !== undefined) writes.push(alarmSet)
+          return Effect.as(Effect.promise(() => Promise.all(writes)), entry)
         }),
-      entries: () => Effect.sync(() => ring.sliceFrom(0)),
-      trim: (_key, _maxEvents, minAt) =>
-        Effect.suspend(() => {
-          const expired: Array<string> = []
-          ring.dropWhile((entry) => {
-            if (entry.at >= minAt) return false
-            expired.push(entryKey(entry.seq))
-            return true
-          })
-          const now = minAt + retention.maxAgeMs
-          return expired.length === 0
-            ? schedule(now)
-            : Effect.zipRight(Effect.promise(() => storage.delete(expired)), schedule(now))
-        }),
-      // One object, one record: `trim` covers it.
-      sweep: () => Effect.void
+      position: (_key, lastEventId, now) =>
+        expired(now, () => ({ position: history.position(lastEventId), headSeq: history.headSeq, headId: history.head?.id })),
+      headSeq: (_key, now) => expired(now, () => history.headSeq),
+      read: (_key, afterSeq, limits, now) => expired(now, () => history.read(afterSeq, limits.maxBytes, limits.maxFrames)),
+      // One object, one record: its head stays in storage whoever watches.
+      retain: () => Effect.void,
+      release: () => Effect.void,
+      size: (_key, now) => expired(now, () => history.size),
+      stats: Effect.sync(() => ({
+        records: history.head === undefined ? 0 : 1,
+        recordsWithHistory: history.size > 0 ? 1 : 0,
+        entries: history.size,
+        bytes: history.bytes
+      }))
     }
   })
+
+// The newest entry stays, whatever its size (a publish is never refused for the budget).
+const trimBytes = (history: RecordHistory, maxBytes: number, drop: (entry: History.Entry) => void) => {
+  while (history.bytes > maxBytes && history.size > 1) drop(history.shift()!)
+}
 
 /**
  * How many events `storage` holds now, as stored (for monitoring: retention
@@ -149,10 +178,6 @@ export const layerDurableObjectStorage = (storage: StorageLike): Layer.Layer<Rep
     ReplayBuffer.ReplayBuffer,
     Effect.gen(function*() {
       const config = yield* RealtimeConfig.RealtimeConfig
-      const driver = yield* makeDriver(storage, {
-        maxEvents: config.maxEvents,
-        maxAgeMs: Duration.toMillis(config.maxAge)
-      })
-      return yield* ReplayBuffer.make(driver)
+      return ReplayBuffer.make(yield* makeDriver(storage, ReplayBuffer.retention(config)))
     })
   )

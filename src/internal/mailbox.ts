@@ -1,12 +1,24 @@
 /**
  * One subscriber's bounded inbox of frames, filled synchronously by the hub's
  * fan-out and drained by whatever writes to the client: a `Sink` (a web
- * `ReadableStream`'s queue today, a WebSocket later), where frames go straight
- * through, or an Effect `Stream`, which takes them here coalesced. Pure data
- * structure, no Effect.
+ * `ReadableStream`'s queue), where frames go straight through, or an Effect
+ * `Stream`, which takes what is pending here. Pure data structure, no Effect.
+ *
+ * What a subscriber holds is bounded in frames and in bytes. Frames are the
+ * ones every subscriber shares; nothing is copied per subscriber. A
+ * subscriber is live (it takes frames as they are published) or behind: it
+ * was too slow for its bound, saw a gap in the sequence, or is replaying
+ * after a last event id. A subscriber behind takes no live frames; it reads
+ * the record's history as its client drains (`Backfill`), in pieces no larger
+ * than its bound, and turns live again once it has caught up. When the
+ * history it needs is gone it gets `saacms-resync` and carries on from the
+ * newest event: never a silent hole.
  *
  * @internal
  */
+import * as Frame from "../Frame.js"
+import type * as History from "./history.js"
+
 export interface Message {
   readonly seq: number
   readonly frame: Uint8Array
@@ -15,119 +27,185 @@ export interface Message {
 }
 
 /**
- * Where an attached mailbox writes: frames go to the sink as they arrive, and
- * the sink says how many it holds unwritten (the mailbox ends a subscriber
- * whose backlog reaches its capacity). A `write` that throws, or a sink that
- * reports its client gone through `Mailbox.lost()`, closes the mailbox.
+ * Where an attached mailbox writes. The sink says how many bytes it holds
+ * that its client has not taken; a `write` that throws, or a sink that
+ * reports its client gone through `Mailbox.lost()`, ends the subscriber.
  */
 export interface Sink {
-  readonly backlog: () => number
+  readonly queued: () => number
   readonly write: (chunk: Uint8Array) => void
-  /** The mailbox closed: end the client's stream cleanly. */
+  /** The mailbox closed: end the client's stream after what it holds. */
   readonly end: () => void
+  /** The mailbox was aborted: drop what the sink holds and end the client's stream now. */
+  readonly abort: () => void
 }
 
-/** Largest chunk `poll` hands out at once (frames are coalesced up to it). */
-const maxChunkBytes = 64 * 1024
+/** Bounds of one subscriber: frames and bytes waiting for its client. */
+export interface Limits {
+  readonly maxFrames: number
+  readonly maxBytes: number
+}
+
+type State = "opening" | "live" | "behind"
 
 export class Mailbox {
-  private frames: Array<Uint8Array> = []
-  private early: Array<Message> | undefined = []
-  private lastSeq = 0
+  private state: State = "opening"
+  private pending: Array<Uint8Array> = []
+  private pendingBytes = 0
+  private sink: Sink | undefined = undefined
+  /** Frames handed to the sink since it was last seen empty. */
+  private sinkFrames = 0
+  /** The sequence number of the last record frame handed on. */
+  lastSeq = 0
+  /** The highest sequence number published so far, as far as this subscriber knows. */
+  private liveHigh = 0
+  private fetching = false
+  /** A read came back with nothing that fit: wait until the client has taken everything. */
+  private waitEmpty = false
   private closed = false
   private wake: (() => void) | undefined = undefined
-  private sink: Sink | undefined = undefined
   private closer: (() => void) | undefined = undefined
-  /** When this subscriber's access ends (`Clock` ms); checked at each publish and heartbeat. */
-  expiresAt = Infinity
-  /** Whether this subscriber may still see a record event; unset when no re-check is configured. */
-  canSee: ((event: unknown) => boolean) | undefined = undefined
-  /** Chunks handed to the sink, and how many of them it had taken at the last `checkStalled`. */
+  /** Bytes handed on, and how many of them the client had taken at the last `checkStalled`. */
   private written = 0
   private takenAtCheck = -1
+  /** When this subscriber's access ends (`Clock` ms); checked by the hub at each publish and heartbeat. */
+  expiresAt = Infinity
+  /**
+   * Whether this subscriber may see a record event (live: `event` is given;
+   * replayed: decode it from `frame`); unset when no re-check is configured.
+   */
+  canSee: ((event: unknown, frame: Uint8Array) => boolean) | undefined = undefined
 
-  constructor(private readonly capacity: number) {}
+  /**
+   * @param backfill asks for the history after `lastSeq`; the answer comes
+   *   back through `fill` (or `unavailable`), at most one at a time.
+   */
+  constructor(
+    private readonly limits: Limits,
+    private readonly backfill: (mailbox: Mailbox, afterSeq: number, limits: Limits) => void
+  ) {}
 
   /** `true` when no frame is pending and none will come. */
   get done(): boolean {
-    return this.closed && this.frames.length === 0
+    return this.closed && this.pending.length === 0
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Bytes waiting for the client: pending here and held by the sink. */
+  get queuedBytes(): number {
+    return this.pendingBytes + (this.sink === undefined ? 0 : this.sink.queued())
   }
 
   /**
-   * Set the starting point: `opening` goes first, then the messages after
-   * `lastSeq`. Messages offered before this call are kept and filtered here
-   * (gapless handoff: the subscriber registered before it read the history).
+   * Start: `opening` goes first, then what follows `fromSeq` (the history up
+   * to `headSeq`, read as the client drains, then live frames). Frames
+   * published since the subscriber registered are in the history too.
    */
-  begin(lastSeq: number, opening: ReadonlyArray<Uint8Array>): void {
-    const early = this.early ?? []
-    this.early = undefined
-    this.lastSeq = lastSeq
-    this.frames = [...opening]
-    for (const message of early) this.offer(message)
-    this.notify()
+  begin(fromSeq: number, headSeq: number, opening: Uint8Array): void {
+    if (this.closed) return
+    this.lastSeq = fromSeq
+    this.liveHigh = Math.max(this.liveHigh, headSeq)
+    this.write(opening)
+    if (this.liveHigh > this.lastSeq) this.fallBehind()
+    else this.state = "live"
   }
 
-  /** Add a message; returns `false` when this made the subscriber too slow. */
+  /** Hand on a published message; returns `false` when this made the subscriber fall behind its bound. */
   offer(message: Message): boolean {
     if (this.closed) return true
-    if (this.early !== undefined) {
-      if (this.early.length >= this.capacity) return this.overflow()
-      this.early.push(message)
+    const seq = message.seq
+    if (seq === 0) {
+      // A keepalive: useless, and not sent, while frames are waiting anyway.
+      if (this.state !== "opening" && this.queuedBytes === 0) this.write(message.frame)
       return true
     }
-    if (message.seq !== 0) {
-      // Sequence numbers drop what the history already delivered.
-      if (message.seq <= this.lastSeq) return true
-      this.lastSeq = message.seq
-    }
-    const sink = this.sink
-    if (sink !== undefined) {
-      // The sink holds what the client has not taken yet.
-      if (sink.backlog() >= this.capacity) return this.overflow()
-      try {
-        sink.write(message.frame)
-        this.written++
-      } catch {
-        // The runtime ended the stream before telling us (a failed write).
-        this.lost()
-      }
+    if (this.state !== "live") {
+      if (seq > this.liveHigh) this.liveHigh = seq
       return true
     }
-    // No silent loss: stop at the last frame before the one we cannot hold.
-    if (this.frames.length >= this.capacity) return this.overflow()
-    this.frames.push(message.frame)
-    this.notify()
+    // Sequence numbers drop what was already handed on (history, duplicates).
+    if (seq <= this.lastSeq) return true
+    if (seq > this.lastSeq + 1) {
+      // A gap (frames reordered, or from another instance): repair from the history.
+      this.liveHigh = seq
+      this.fallBehind()
+      return true
+    }
+    if (!this.room(message.frame.byteLength)) {
+      this.liveHigh = seq
+      this.fallBehind()
+      return false
+    }
+    if (this.canSee !== undefined && !this.canSee(message.event, message.frame)) {
+      this.finish(revokedForbidden)
+      return true
+    }
+    this.lastSeq = seq
+    this.write(message.frame)
     return true
   }
 
-  /** Take the pending frames, coalesced into one chunk of at most 64 KiB (or one larger frame). */
-  poll(): Uint8Array | undefined {
-    const frames = this.frames
+  /** The answer to a backfill: write what fits, then turn live or ask for more. */
+  fill(read: History.Read): void {
+    this.fetching = false
+    if (this.closed) return
+    let wrote = false
+    if (read._tag === "Gone") {
+      this.write(Frame.resync(read.newestId))
+      this.lastSeq = read.lastSeq
+      wrote = true
+    } else {
+      for (const entry of read.entries) {
+        if (entry.seq <= this.lastSeq) continue
+        if (entry.seq !== this.lastSeq + 1 || !this.room(entry.frame.byteLength)) break
+        if (this.canSee !== undefined && !this.canSee(undefined, entry.frame)) {
+          this.finish(revokedForbidden)
+          return
+        }
+        this.lastSeq = entry.seq
+        this.write(entry.frame)
+        wrote = true
+      }
+    }
+    if (read.lastSeq > this.liveHigh) this.liveHigh = read.lastSeq
+    if (this.lastSeq >= this.liveHigh) {
+      this.state = "live"
+      return
+    }
+    this.waitEmpty = !wrote
+    this.requestFill()
+  }
+
+  /** The backend could not answer a backfill: end the stream (the client reconnects and resumes). */
+  unavailable(): void {
+    this.fetching = false
+    this.close()
+  }
+
+  /** Take the pending frames (shared, not copied). */
+  poll(): Array<Uint8Array> | undefined {
+    const frames = this.pending
     if (frames.length === 0) return undefined
-    if (frames.length === 1) {
-      this.frames = []
-      return frames[0]
-    }
-    let count = 0
-    let length = 0
-    while (count < frames.length && (count === 0 || length + frames[count]!.byteLength <= maxChunkBytes)) {
-      length += frames[count]!.byteLength
-      count++
-    }
-    const out = new Uint8Array(length)
-    let offset = 0
-    for (let i = 0; i < count; i++) {
-      out.set(frames[i]!, offset)
-      offset += frames[i]!.byteLength
-    }
-    this.frames = count === frames.length ? [] : frames.slice(count)
-    return out
+    this.pending = []
+    this.pendingBytes = 0
+    this.drained()
+    return frames
+  }
+
+  /** The client has taken everything it was handed: a subscriber behind reads on. */
+  drained(): void {
+    this.sinkFrames = 0
+    this.waitEmpty = false
+    if (this.state === "behind") this.requestFill()
   }
 
   /** Send `frame` last, after what is pending, and close (a revoked subscription). */
   finish(frame: Uint8Array): void {
     if (this.closed) return
-    if (this.early === undefined) this.offer({ seq: 0, frame })
+    if (this.state !== "opening") this.write(frame)
     this.close()
   }
 
@@ -142,18 +220,26 @@ export class Mailbox {
     else this.closer = f
   }
 
-  /** No more frames will be accepted; pending ones can still be polled. */
+  /** No more frames will be accepted; what is pending still reaches the client. */
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.early = undefined
     const sink = this.sink
     this.sink = undefined
     sink?.end()
-    this.notify()
-    const closer = this.closer
-    this.closer = undefined
-    closer?.()
+    this.closed_()
+  }
+
+  /** End now and drop what is waiting (the client's stream fails; its memory goes at once). */
+  abort(): void {
+    if (this.closed) return
+    this.closed = true
+    this.pending = []
+    this.pendingBytes = 0
+    const sink = this.sink
+    this.sink = undefined
+    sink?.abort()
+    this.closed_()
   }
 
   /**
@@ -161,49 +247,53 @@ export class Mailbox {
    * pending; if the mailbox has already closed, the sink gets them and ends.
    */
   attach(sink: Sink): void {
-    for (let chunk = this.poll(); chunk !== undefined; chunk = this.poll()) {
-      sink.write(chunk)
-      this.written++
-    }
+    const frames = this.pending
+    this.pending = []
+    this.pendingBytes = 0
+    for (const frame of frames) sink.write(frame)
+    this.sinkFrames = frames.length
     if (this.closed) sink.end()
     else this.sink = sink
   }
 
   /**
-   * Close this subscriber if its sink took nothing since the last call while
-   * frames were waiting: its client is gone without a word (workerd never
-   * cancels an object's stream) or stalled. Called once per heartbeat; returns
-   * `true` when it closed the subscriber.
+   * End this subscriber if its client took nothing since the last call while
+   * frames were waiting: it is gone without a word (workerd never cancels an
+   * object's stream) or stalled. Called once per heartbeat; returns `true`
+   * when it ended the subscriber.
    */
   checkStalled(): boolean {
-    const sink = this.sink
-    if (sink === undefined) return false
-    const backlog = sink.backlog()
-    const taken = this.written - backlog
-    const stalled = backlog > 0 && taken === this.takenAtCheck
+    if (this.closed) return false
+    const queued = this.queuedBytes
+    const taken = this.written - queued
+    const stalled = queued > 0 && taken === this.takenAtCheck
     this.takenAtCheck = taken
-    // Ended like a too-slow subscriber: a client still there reconnects and replays.
-    if (stalled) this.close()
+    // A client still there reconnects and resumes from its last id.
+    if (stalled) this.abort()
     return stalled
   }
 
-  /** The client went away (its stream was cancelled, or a write threw): drop the sink and close. */
+  /** The client went away (its stream was cancelled, or a write threw): drop the sink and end. */
   lost(): void {
     this.sink = undefined
-    this.close()
+    this.abort()
   }
 
   /**
-   * A web stream of this mailbox's frames; cancelling it closes the mailbox.
+   * A web stream of this mailbox's frames; cancelling it ends the subscriber.
    * Frames go straight into the stream's queue (the runtime writes what has
-   * queued up together), at most `capacity` of them waiting.
+   * queued up together); the queue counts bytes, and the runtime pulls when
+   * it is empty, which is when a subscriber behind reads on.
    */
   toReadableStream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       start: (controller) =>
         this.attach({
-          // One chunk is the stream's high-water mark: past it, frames are waiting.
-          backlog: () => -controller.desiredSize!,
+          // A high-water mark of one byte: desiredSize is 1 minus the bytes queued.
+          queued: () => {
+            const desired = controller.desiredSize
+            return desired === null ? 0 : Math.max(0, 1 - desired)
+          },
           write: (chunk) => controller.enqueue(chunk),
           end: () => {
             try {
@@ -211,15 +301,71 @@ export class Mailbox {
             } catch {
               // Already closed or errored by the runtime: nothing left to end.
             }
+          },
+          abort: () => {
+            try {
+              // No reason: Bun logs the reason of a failed response body.
+              controller.error()
+            } catch {
+              // Already closed or errored.
+            }
           }
         }),
+      pull: () => this.drained(),
       cancel: () => this.lost()
+    }, { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 })
+  }
+
+  private room(bytes: number): boolean {
+    const queuedBytes = this.queuedBytes
+    const frames = this.pending.length + this.sinkFrames
+    if (queuedBytes === 0) return true
+    return queuedBytes + bytes <= this.limits.maxBytes && frames < this.limits.maxFrames
+  }
+
+  private write(frame: Uint8Array): void {
+    this.written += frame.byteLength
+    const sink = this.sink
+    if (sink === undefined) {
+      this.pending.push(frame)
+      this.pendingBytes += frame.byteLength
+      this.notify()
+      return
+    }
+    if (sink.queued() === 0) this.sinkFrames = 0
+    try {
+      sink.write(frame)
+      this.sinkFrames++
+    } catch {
+      // The runtime ended the stream before telling us (a failed write).
+      this.lost()
+    }
+  }
+
+  private fallBehind(): void {
+    this.state = "behind"
+    this.requestFill()
+  }
+
+  private requestFill(): void {
+    if (this.fetching || this.closed || this.state !== "behind") return
+    const queued = this.queuedBytes
+    if (this.waitEmpty && queued > 0) return
+    const room = this.limits.maxBytes - queued
+    const frames = this.limits.maxFrames - this.pending.length - this.sinkFrames
+    if (queued > 0 && (room <= 0 || frames <= 0)) return
+    this.fetching = true
+    this.backfill(this, this.lastSeq, {
+      maxBytes: Math.max(room, 1),
+      maxFrames: Math.max(frames, 1)
     })
   }
 
-  private overflow(): false {
-    this.close()
-    return false
+  private closed_(): void {
+    this.notify()
+    const closer = this.closer
+    this.closer = undefined
+    closer?.()
   }
 
   private notify(): void {
@@ -230,3 +376,5 @@ export class Mailbox {
     }
   }
 }
+
+const revokedForbidden = Frame.revoked("forbidden")

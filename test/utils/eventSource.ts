@@ -49,6 +49,8 @@ export interface Client {
   readonly attempts: ReadonlyArray<Attempt>
   /** Let reconnections through (the first connection is never held). */
   readonly allowReconnect: Effect.Effect<void>
+  /** Cut the current connection as a network failure would (the client then reconnects). */
+  readonly cut: Effect.Effect<void>
   /** Take exactly `n` messages, failing after `timeout`. */
   readonly take: (n: number, timeout?: Duration.DurationInput) => Effect.Effect<Array<Message>, Error>
 }
@@ -79,6 +81,7 @@ export const open = (
       release = resolve
     })
     if (options.holdReconnect === false) release()
+    let cutCurrent: (() => void) | undefined
 
     const fetchWrapper = async (input: string | URL, init: EventSourceFetchInit) => {
       const attempt: Attempt = {
@@ -101,7 +104,10 @@ export const open = (
       let first = true
       const body = response.body.pipeThrough(
         new TransformStream<Uint8Array, Uint8Array>({
-          start: (controller) => controller.enqueue(retry),
+          start: (controller) => {
+            controller.enqueue(retry)
+            cutCurrent = () => controller.error(new Error("connection cut"))
+          },
           transform: (chunk, controller) => {
             if (first) {
               first = false
@@ -154,6 +160,7 @@ export const open = (
       errors,
       attempts,
       allowReconnect: Effect.sync(() => release()),
+      cut: Effect.sync(() => cutCurrent?.()),
       ready,
       take
     }
