@@ -10,9 +10,11 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
@@ -51,6 +53,12 @@ export const keepalive: Message = { seq: 0, frame: Frame.keepalive }
 
 const revokedExpired = Frame.revoked("expired")
 
+interface Topic {
+  readonly subscribers: Set<Subscriber>
+  /** Set while the record's live source is starting; joiners wait for it. */
+  pending: Deferred.Deferred<void, RealtimeError.Unavailable> | undefined
+}
+
 /**
  * @since 0.1.0
  * @category tags
@@ -59,13 +67,15 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   /** Hand `message` to every current subscriber of `key`. */
   readonly publish: (key: Event.ResourceKey, message: Message) => Effect.Effect<void>
   /** A new subscriber of `key`, registered until the scope closes (then its mailbox closes too). */
-  readonly subscribe: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers, Scope.Scope>
+  readonly subscribe: (
+    key: Event.ResourceKey
+  ) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable, Scope.Scope>
   /**
    * A new subscriber of `key`, registered until its mailbox closes: the client
    * cancels its stream, it stalls, or the hub shuts down. For adapters that
    * hand the mailbox to a socket and hold no fiber per client.
    */
-  readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers>
+  readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable>
   /** Current subscribers of `key`. */
   readonly subscriberCount: (key: Event.ResourceKey) => Effect.Effect<number>
   /** Current subscribers over all records. */
@@ -127,7 +137,7 @@ export const make = (
   Effect.gen(function*() {
     const heartbeat = yield* Heartbeat.Heartbeat
     const hubScope = yield* Effect.scope
-    const topics = new Map<Event.ResourceKey, Set<Subscriber>>()
+    const topics = new Map<Event.ResourceKey, Topic>()
     const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
     let total = 0
 
@@ -144,7 +154,7 @@ export const make = (
         const topic = topics.get(key)
         if (topic === undefined) return Effect.void
         let slow = 0
-        for (const subscriber of topic) {
+        for (const subscriber of topic.subscribers) {
           if (!expired(subscriber) && !subscriber.offer(message)) slow++
         }
         return slow === 0 ? Effect.void : Metric.incrementBy(slowSubscribers, slow)
@@ -157,7 +167,7 @@ export const make = (
     const beat = Effect.suspend(() => {
       let stalled = 0
       for (const topic of topics.values()) {
-        for (const subscriber of topic) {
+        for (const subscriber of topic.subscribers) {
           if (subscriber.checkStalled()) stalled++
           else if (!expired(subscriber)) subscriber.offer(keepalive)
         }
@@ -182,25 +192,25 @@ export const make = (
 
     // Backfills: subscribers behind read the history through one fiber, woken
     // by a callback (no fiber per client).
-    let requests: Array<readonly [Event.ResourceKey, Subscriber, number, Mailbox.Limits]> = []
+    let requests: Array<readonly [Event.ResourceKey, Subscriber, number, Mailbox.Limits, number]> = []
     let wakeBackfill: (() => void) | undefined
     const wake = () => {
       const resume = wakeBackfill
       wakeBackfill = undefined
       resume?.()
     }
-    const backfill = (key: Event.ResourceKey) => (subscriber: Subscriber, afterSeq: number, want: Mailbox.Limits) => {
-      requests.push([key, subscriber, afterSeq, want])
+    const backfill = (key: Event.ResourceKey) => (subscriber: Subscriber, afterSeq: number, want: Mailbox.Limits, generation: number) => {
+      requests.push([key, subscriber, afterSeq, want, generation])
       wake()
     }
     yield* Effect.forkScoped(serve(() => requests.length > 0, (resume) => (wakeBackfill = resume), Effect.suspend(() => {
       const batch = requests
       requests = []
-      return Effect.forEach(batch, ([key, subscriber, afterSeq, want]) =>
+      return Effect.forEach(batch, ([key, subscriber, afterSeq, want, generation]) =>
         buffer.read(key, afterSeq, want).pipe(
           Effect.match({
-            onFailure: () => subscriber.unavailable(),
-            onSuccess: (read) => subscriber.fill(read)
+            onFailure: () => subscriber.unavailable(generation),
+            onSuccess: (read) => subscriber.fill(read, generation)
           })
         ), { discard: true })
     })))
@@ -219,7 +229,7 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         for (const topic of topics.values()) {
-          for (const subscriber of topic) subscriber.close()
+          for (const subscriber of topic.subscribers) subscriber.close()
         }
       })
     )
@@ -230,43 +240,83 @@ export const make = (
         return Metric.set(subscribersGauge, total)
       })
 
-    // Joining is one synchronous step, so first subscribers arriving together
-    // always share one topic; the record is retained before its history is read.
-    const register = (key: Event.ResourceKey, subscriber: Subscriber) =>
+    // What the record's live source tells its subscribers (frames published
+    // elsewhere, a lost history, a reconnect).
+    const liveOf = (topic: Topic): ReplayBuffer.Live => ({
+      publish: (seq, frame) => {
+        for (const subscriber of topic.subscribers) {
+          if (!expired(subscriber)) subscriber.offer({ seq, frame })
+        }
+      },
+      reset: (newestId, seq) => {
+        for (const subscriber of topic.subscribers) subscriber.reset(newestId, seq)
+      },
+      resume: (headSeq) => {
+        for (const subscriber of topic.subscribers) subscriber.noteHead(headSeq)
+      },
+      end: () => {
+        for (const subscriber of topic.subscribers) subscriber.close()
+      }
+    })
+
+    // Joining registers synchronously, so first subscribers arriving together
+    // always share one topic; the record is retained (its live source started)
+    // before any of them reads its history, and later ones wait for that too.
+    const register = (key: Event.ResourceKey, subscriber: Subscriber): Effect.Effect<void, RealtimeError.Unavailable> =>
       Effect.suspend(() => {
         const existing = topics.get(key)
         if (existing !== undefined) {
-          existing.add(subscriber)
-          return count(1)
+          existing.subscribers.add(subscriber)
+          const pending = existing.pending
+          return pending === undefined ? count(1) : Effect.zipRight(count(1), Deferred.await(pending))
         }
-        topics.set(key, new Set([subscriber]))
-        return Effect.all([
-          buffer.retain(key),
-          count(1),
-          topics.size === 1 ? startHeartbeat : Effect.void
-        ], { discard: true })
+        const pending = Deferred.unsafeMake<void, RealtimeError.Unavailable>(FiberId.none)
+        const topic: Topic = { subscribers: new Set([subscriber]), pending }
+        topics.set(key, topic)
+        return Effect.zipRight(
+          Effect.all([count(1), topics.size === 1 ? startHeartbeat : Effect.void], { discard: true }),
+          Effect.flatMap(Effect.exit(buffer.retain(key, liveOf(topic))), (exit) => {
+            topic.pending = undefined
+            if (exit._tag === "Success") return Deferred.done(pending, exit)
+            // The source could not start: every subscriber that waited for it is refused.
+            topics.delete(key)
+            const refused = topic.subscribers
+            return Effect.zipRight(
+              Effect.all([
+                count(-refused.size),
+                Deferred.done(pending, exit),
+                topics.size === 0 ? stopHeartbeat : Effect.void,
+                Effect.sync(() => refused.forEach((s) => s.close()))
+              ], { discard: true }),
+              exit
+            )
+          })
+        )
       })
 
     const leave = (key: Event.ResourceKey, subscriber: Subscriber) =>
       Effect.suspend(() => {
         subscriber.close()
         const topic = topics.get(key)
-        if (topic === undefined || !topic.delete(subscriber)) return Effect.void
-        if (topic.size > 0) return count(-1)
+        if (topic === undefined || !topic.subscribers.delete(subscriber)) return Effect.void
+        if (topic.subscribers.size > 0) return count(-1)
         topics.delete(key)
         return Effect.all([
           count(-1),
-          buffer.release(key),
+          // A source still starting is released once it has.
+          topic.pending === undefined
+            ? buffer.release(key)
+            : Effect.forkDaemon(Effect.zipRight(Effect.exit(Deferred.await(topic.pending)), buffer.release(key))),
           topics.size === 0 ? stopHeartbeat : Effect.void
         ], { discard: true })
       })
 
     const join = (key: Event.ResourceKey) =>
-      Effect.suspend(() => {
+      Effect.suspend((): Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable> => {
         if (total >= limits.maxSubscribers) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "process", limit: limits.maxSubscribers }))
         }
-        if ((topics.get(key)?.size ?? 0) >= limits.maxSubscribersPerKey) {
+        if ((topics.get(key)?.subscribers.size ?? 0) >= limits.maxSubscribersPerKey) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "key", limit: limits.maxSubscribersPerKey }))
         }
         const subscriber = new Mailbox.Mailbox(mailboxLimits, backfill(key))
@@ -283,13 +333,13 @@ export const make = (
       publish,
       join,
       subscribe: (key) => Effect.acquireRelease(join(key), (subscriber) => leave(key, subscriber)),
-      subscriberCount: (key) => Effect.sync(() => topics.get(key)?.size ?? 0),
+      subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),
       totalSubscribers: Effect.sync(() => total),
       activeKeys: Effect.sync(() => topics.size),
       queuedBytes: Effect.sync(() => {
         let bytes = 0
         for (const topic of topics.values()) {
-          for (const subscriber of topic) bytes += subscriber.queuedBytes
+          for (const subscriber of topic.subscribers) bytes += subscriber.queuedBytes
         }
         return bytes
       })

@@ -46,6 +46,12 @@ export interface RealtimeRouteContext {
  */
 export type RealtimeOptions = RealtimeConfig.Options & {
   readonly binding?: Namespace.DurableObjectNamespaceLike | undefined
+  /**
+   * Share fan-out and history with every instance on the same Redis
+   * (`{ url: "redis://127.0.0.1:6379/3", keyPrefix? }`); `ioredis` is loaded
+   * only then.
+   */
+  readonly redis?: { readonly url: string; readonly keyPrefix?: string | undefined } | undefined
   /** The reference's; the binding is passed as `binding`, so the name is not used. */
   readonly bindingName?: string | undefined
   /**
@@ -112,9 +118,14 @@ export interface PluginDef {
 export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   // Decoded (and throwing on invalid options) here, synchronously.
   const config = RealtimeConfig.layer(options)
-  const backend: Layer.Layer<Realtime.Realtime> = options.binding === undefined
-    ? Realtime.layerMemory.pipe(Layer.provide(config))
-    : Namespace.layer(options.binding)
+  const redis = options.redis
+  const backend: Layer.Layer<Realtime.Realtime> = options.binding !== undefined
+    ? Namespace.layer(options.binding)
+    : redis !== undefined
+    ? Layer.unwrapEffect(Effect.promise(() => import("./Redis.js")).pipe(Effect.map((Redis) => Redis.layer(redis)))).pipe(
+      Layer.provide(config)
+    )
+    : Realtime.layerMemory.pipe(Layer.provide(config))
   const http = Layer.mergeAll(
     config,
     Access.layerPromise({ authorize: options.authorize, recheck: options.recheck }),

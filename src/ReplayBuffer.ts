@@ -83,6 +83,25 @@ export interface Stats {
 }
 
 /**
+ * Where a record's live frames from elsewhere go while a local subscriber
+ * follows it (see `retain`): another instance's publishes (Redis), and what
+ * the source learns about the record's history.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Live {
+  /** A frame published elsewhere, with its sequence number. */
+  readonly publish: (seq: number, frame: Uint8Array) => void
+  /** The record's history was lost (a flushed Redis): subscribers resync to `newestId` and go on after `seq`. */
+  readonly reset: (newestId: string, seq: number) => void
+  /** The record's newest sequence number is `headSeq` (the source reconnected): subscribers behind it catch up. */
+  readonly resume: (headSeq: number) => void
+  /** The source is gone for now: end the record's streams (their clients reconnect and resume). */
+  readonly end: () => void
+}
+
+/**
  * @since 0.1.0
  * @category tags
  */
@@ -96,8 +115,13 @@ export class ReplayBuffer extends Context.Tag("@saacms/realtime/ReplayBuffer")<R
   readonly since: (key: Event.ResourceKey, lastEventId: string | undefined) => Effect.Effect<Since, RealtimeError.Unavailable>
   /** The entries after `afterSeq`, within `limits`, or `Gone`. */
   readonly read: (key: Event.ResourceKey, afterSeq: number, limits: ReadLimits) => Effect.Effect<Read, RealtimeError.Unavailable>
-  /** A local subscriber starts following `key`: its sequence must not restart until `release`. */
-  readonly retain: (key: Event.ResourceKey) => Effect.Effect<void>
+  /**
+   * The first local subscriber of `key` arrived: keep its sequence (it must
+   * not restart until `release`) and start its live source, whose frames and
+   * news go to `live` (memory: the local publish, nothing to start; Redis:
+   * the record's channel, subscribed when this succeeds).
+   */
+  readonly retain: (key: Event.ResourceKey, live: Live) => Effect.Effect<void, RealtimeError.Unavailable>
   /** The last local subscriber of `key` left. */
   readonly release: (key: Event.ResourceKey) => Effect.Effect<void>
   /** How many events the record holds now (after age retention). */
@@ -123,7 +147,7 @@ export interface Driver {
   ) => Effect.Effect<{ readonly position: History.Position; readonly headSeq: number; readonly headId: string | undefined }, RealtimeError.Unavailable>
   readonly headSeq: (key: Event.ResourceKey, now: number) => Effect.Effect<number, RealtimeError.Unavailable>
   readonly read: (key: Event.ResourceKey, afterSeq: number, limits: ReadLimits, now: number) => Effect.Effect<Read, RealtimeError.Unavailable>
-  readonly retain: (key: Event.ResourceKey) => Effect.Effect<void>
+  readonly retain: (key: Event.ResourceKey, live: Live) => Effect.Effect<void, RealtimeError.Unavailable>
   readonly release: (key: Event.ResourceKey) => Effect.Effect<void>
   readonly size: (key: Event.ResourceKey, now: number) => Effect.Effect<number, RealtimeError.Unavailable>
   readonly stats: Effect.Effect<Stats>

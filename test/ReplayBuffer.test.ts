@@ -1,6 +1,6 @@
 /**
- * The ReplayBuffer contract, run against every driver (memory, and Durable
- * Object storage over an in-memory stand-in), on TestClock; then what only the
+ * The ReplayBuffer contract, run against every driver (memory, Durable Object
+ * storage over an in-memory stand-in, and Redis), on TestClock; then what only the
  * in-memory buffer of a whole process does (many records, one budget, one timer).
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -11,6 +11,7 @@ import * as Storage from "../src/DurableObject/Storage.js"
 import * as Event from "../src/Event.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
 import * as ReplayBuffer from "../src/ReplayBuffer.js"
+import * as Redis from "./utils/redis.js"
 import { MemoryStorage } from "./utils/storage.js"
 
 const key = Effect.runSync(Event.resourceKey("posts", "1"))
@@ -18,11 +19,13 @@ const other = Effect.runSync(Event.resourceKey("posts", "2"))
 const frame = new Uint8Array([1])
 const bytes = (n: number) => new Uint8Array(n)
 const all = { maxBytes: Number.MAX_SAFE_INTEGER, maxFrames: Number.MAX_SAFE_INTEGER }
+const noLive: ReplayBuffer.Live = { publish: () => {}, reset: () => {}, resume: () => {}, end: () => {} }
 
 const drivers: ReadonlyArray<readonly [string, (options: RealtimeConfig.Options) => Layer.Layer<ReplayBuffer.ReplayBuffer>]> = [
   ["memory", (options) => ReplayBuffer.layerMemory.pipe(Layer.provide(RealtimeConfig.layer(options)))],
   ["durable object storage", (options) =>
-    Layer.suspend(() => Storage.layerDurableObjectStorage(new MemoryStorage())).pipe(Layer.provide(RealtimeConfig.layer(options)))]
+    Layer.suspend(() => Storage.layerDurableObjectStorage(new MemoryStorage())).pipe(Layer.provide(RealtimeConfig.layer(options)))],
+  ["redis", Redis.layer]
 ]
 
 const appendAll = (ids: ReadonlyArray<string>, f: Uint8Array = frame) =>
@@ -112,7 +115,7 @@ for (const [name, layer] of drivers) {
     it.effect("trims by age (default 1 hour) on Clock; a followed record's head outlives its entries", () =>
       Effect.gen(function*() {
         const buffer = yield* ReplayBuffer.ReplayBuffer
-        yield* buffer.retain(key)
+        yield* buffer.retain(key, noLive)
         yield* appendAll(["old"])
         yield* TestClock.adjust("40 minutes")
         yield* appendAll(["mid"])
@@ -187,7 +190,7 @@ describe("ReplayBuffer in memory: many records, one budget, one timer", () => {
     Effect.gen(function*() {
       const buffer = yield* ReplayBuffer.ReplayBuffer
       yield* buffer.append(key, { id: "a", frame })
-      yield* buffer.retain(other)
+      yield* buffer.retain(other, noLive)
       yield* buffer.append(other, { id: "x", frame })
       yield* TestClock.adjust("61 minutes")
       assert.deepStrictEqual(yield* buffer.stats, { records: 1, recordsWithHistory: 0, entries: 0, bytes: 0 })

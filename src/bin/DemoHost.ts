@@ -10,9 +10,11 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import type * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
@@ -155,6 +157,14 @@ const handled = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse,
         return Effect.succeed(RealtimeHttp.errorResponse(400, "invalid_json", "request body is not JSON"))
       case "FrameTooLarge":
         return Effect.succeed(RealtimeHttp.errorResponse(413, "record_too_large", "record is larger than maxFrameBytes"))
+      // The store of history (Redis) cannot be reached: nothing was published, try again.
+      case "Unavailable":
+        return Effect.as(
+          Effect.logWarning("realtime backend unavailable", error.reason),
+          RealtimeHttp.errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
+            HttpServerResponse.setHeader("Retry-After", "1")
+          )
+        )
       // The rest of the body is not read: close the connection rather than drain it.
       case "BodyTooLarge":
         return Effect.succeed(
@@ -180,6 +190,27 @@ export const routes = Layer.mergeAll(
 )
 
 /**
+ * The realtime core: in memory, or over Redis when `REDIS_URL` is set (then
+ * several instances share fan-out and history; `REDIS_KEY_PREFIX` optional).
+ * The demo's record store stays per instance: a real host has a database.
+ */
+const backend: Layer.Layer<Realtime.Realtime, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(
+    Config.all({
+      url: Config.option(Config.string("REDIS_URL")),
+      keyPrefix: Config.option(Config.string("REDIS_KEY_PREFIX"))
+    }),
+    ({ keyPrefix, url }) =>
+      Option.isNone(url)
+        ? Realtime.layerMemory
+        : Layer.unwrapEffect(Effect.map(
+          Effect.promise(() => import("../Redis.js")),
+          (Redis) => Redis.layer({ url: url.value, keyPrefix: Option.getOrUndefined(keyPrefix) })
+        ))
+  )
+)
+
+/**
  * The whole demo app for a server layer to run (`HttpServer` still to provide).
  * `keepOpen` runs as each subscribe request arrives: the runtime's way to lift
  * its idle timeout for that connection, since a stream is silent between
@@ -192,7 +223,7 @@ export const make = (keepOpen: (request: HttpServerRequest.HttpServerRequest) =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
         RealtimeHttp.isSubscribeRequest(request) ? Effect.zipRight(keepOpen(request), app) : app)
   }).pipe(
-    Layer.provide(Layer.merge(RecordStore.Default, Realtime.layerMemory)),
+    Layer.provide(Layer.merge(RecordStore.Default, backend)),
     Layer.provide(RealtimeConfig.layerConfig),
     HttpMiddleware.withTracerDisabledWhen(RealtimeHttp.isSubscribeRequest)
   )

@@ -60,6 +60,9 @@ export class Mailbox {
   /** The highest sequence number published so far, as far as this subscriber knows. */
   private liveHigh = 0
   private fetching = false
+  /** Bumped by `reset`: an answer to a read asked before it is stale. */
+  private generation = 0
+  private pendingReset: readonly [string, number] | undefined = undefined
   /** A read came back with nothing that fit: wait until the client has taken everything. */
   private waitEmpty = false
   private closed = false
@@ -82,7 +85,7 @@ export class Mailbox {
    */
   constructor(
     private readonly limits: Limits,
-    private readonly backfill: (mailbox: Mailbox, afterSeq: number, limits: Limits) => void
+    private readonly backfill: (mailbox: Mailbox, afterSeq: number, limits: Limits, generation: number) => void
   ) {}
 
   /** `true` when no frame is pending and none will come. */
@@ -111,6 +114,11 @@ export class Mailbox {
     this.write(opening)
     if (this.liveHigh > this.lastSeq) this.fallBehind()
     else this.state = "live"
+    if (this.pendingReset !== undefined) {
+      const [newestId, seq] = this.pendingReset
+      this.pendingReset = undefined
+      this.reset(newestId, seq)
+    }
   }
 
   /** Hand on a published message; returns `false` when this made the subscriber fall behind its bound. */
@@ -148,8 +156,36 @@ export class Mailbox {
     return true
   }
 
+  /**
+   * The record's history was lost (a flushed Redis): send `saacms-resync`
+   * with `newestId` and carry on live after `seq`.
+   */
+  reset(newestId: string, seq: number): void {
+    if (this.closed) return
+    if (this.state === "opening") {
+      // Its position may come from the lost history: applied once it begins.
+      this.pendingReset = [newestId, seq]
+      return
+    }
+    this.generation++
+    this.fetching = false
+    this.waitEmpty = false
+    this.write(Frame.resync(newestId))
+    this.lastSeq = seq
+    this.liveHigh = seq
+    this.state = "live"
+  }
+
+  /** Frames up to `headSeq` exist (a source that reconnected may have missed some): catch up if behind. */
+  noteHead(headSeq: number): void {
+    if (this.closed || headSeq <= this.liveHigh) return
+    this.liveHigh = headSeq
+    if (this.state === "live" && headSeq > this.lastSeq) this.fallBehind()
+  }
+
   /** The answer to a backfill: write what fits, then turn live or ask for more. */
-  fill(read: History.Read): void {
+  fill(read: History.Read, generation: number): void {
+    if (generation !== this.generation) return
     this.fetching = false
     if (this.closed) return
     let wrote = false
@@ -180,7 +216,8 @@ export class Mailbox {
   }
 
   /** The backend could not answer a backfill: end the stream (the client reconnects and resumes). */
-  unavailable(): void {
+  unavailable(generation: number): void {
+    if (generation !== this.generation) return
     this.fetching = false
     this.close()
   }
@@ -358,7 +395,7 @@ export class Mailbox {
     this.backfill(this, this.lastSeq, {
       maxBytes: Math.max(room, 1),
       maxFrames: Math.max(frames, 1)
-    })
+    }, this.generation)
   }
 
   private closed_(): void {
