@@ -108,6 +108,11 @@ export interface PluginDef {
   readonly services: { readonly realtime: RealtimePublisher }
 }
 
+// Loaded at run time only when `redis` is set, by a path bundlers do not
+// follow: a Worker built with esbuild or wrangler must not pull in ioredis.
+const redisModule = "./Redis.js"
+const loadRedis = (): Promise<typeof import("./Redis.js")> => import(redisModule)
+
 /**
  * Build one plugin instance with its own core (two calls share nothing).
  * Throws synchronously on invalid options.
@@ -122,7 +127,7 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   const backend: Layer.Layer<Realtime.Realtime> = options.binding !== undefined
     ? Namespace.layer(options.binding)
     : redis !== undefined
-    ? Layer.unwrapEffect(Effect.promise(() => import("./Redis.js")).pipe(Effect.map((Redis) => Redis.layer(redis)))).pipe(
+    ? Layer.unwrapEffect(Effect.promise(() => loadRedis()).pipe(Effect.map((Redis) => Redis.layer(redis)))).pipe(
       Layer.provide(config)
     )
     : Realtime.layerMemory.pipe(Layer.provide(config))

@@ -8,6 +8,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import { Hono } from "hono"
+import { realtime } from "../src/index.js"
 import * as Realtime from "../src/Realtime.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
 import * as Redis from "../src/Redis.js"
@@ -91,5 +93,35 @@ describe("Redis backend, two instances in one process", () => {
         assert.deepStrictEqual(ids, order.slice(0, ids.length))
         assert.isTrue(events.every(([event]) => event === "changed"))
       }
+    }).pipe(Effect.scoped))
+})
+
+describe("realtime({ redis }): the PluginDef over Redis", () => {
+  it.live("two plugin instances share fan-out: a publish through one reaches the route of the other", () =>
+    Effect.gen(function*() {
+      const keyPrefix = TestRedis.newPrefix()
+      const cleaner = yield* TestRedis.connect()
+      yield* Effect.addFinalizer(() => TestRedis.deleteKeys(cleaner, keyPrefix))
+      const plugins = yield* Effect.acquireRelease(
+        Effect.sync(() => [1, 2].map(() => realtime({ redis: { url: TestRedis.url, keyPrefix } }))),
+        (plugins) => Effect.promise(() => Promise.all(plugins.map((plugin) => plugin.services.realtime.stop())))
+      )
+      const [a, b] = plugins as [ReturnType<typeof realtime>, ReturnType<typeof realtime>]
+      const app = new Hono()
+      app.get("/api/saacms/v1/:collection/:id/subscribe", (c) => b.routes["GET /api/saacms/v1/:collection/:id/subscribe"](c))
+      const controller = new AbortController()
+      yield* Effect.addFinalizer(() => Effect.sync(() => controller.abort()))
+      const response = yield* Effect.promise(() =>
+        Promise.resolve(app.request("/api/saacms/v1/posts/1/subscribe", { signal: controller.signal })))
+      assert.strictEqual(response.status, 200)
+      const reader = response.body!.getReader()
+      yield* Effect.promise(() => reader.read())
+      yield* Effect.promise(() => a.services.realtime.publish(changed(1)))
+      let text = ""
+      while (!text.includes("\n\n")) {
+        const chunk = yield* Effect.promise(() => reader.read())
+        text += new TextDecoder().decode(chunk.value)
+      }
+      assert.deepStrictEqual(Sse.parse(text).map((e) => [e.event, e.id, e.data]), [["changed", "e1", "{\"n\":1}"]])
     }).pipe(Effect.scoped))
 })
