@@ -200,6 +200,8 @@ export const make: Effect.Effect<
         const frames = subscriber.poll()
         if (frames !== undefined) return Effect.succeed(Chunk.unsafeFromArray(frames))
         if (subscriber.done) return Effect.fail(Option.none())
+        // Back for more with nothing waiting: the last chunk was written.
+        subscriber.drained()
         return Effect.zipRight(woken, pull)
       })
       const woken = Effect.async<void>((resume) => {

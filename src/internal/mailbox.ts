@@ -222,13 +222,16 @@ export class Mailbox {
     this.close()
   }
 
-  /** Take the pending frames (shared, not copied). */
+  /**
+   * Take the pending frames (shared, not copied). The reader calls `drained`
+   * when it comes back for more and finds none: only then has its client
+   * taken what it was handed, so a subscriber behind holds one bound at most.
+   */
   poll(): Array<Uint8Array> | undefined {
     const frames = this.pending
     if (frames.length === 0) return undefined
     this.pending = []
     this.pendingBytes = 0
-    this.drained()
     return frames
   }
 
