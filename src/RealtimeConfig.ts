@@ -54,9 +54,11 @@ export interface Resolved {
   /** How long an event stays replayable. Default 1 hour. */
   readonly maxAge: Duration.Duration
   /**
-   * Bytes of frames all records' histories may hold together (a process's
-   * memory buffer, or one Durable Object's history). Past it, the records
-   * published least recently lose their history first. Default 64 MiB.
+   * Bytes all records' histories may hold together (a process's memory
+   * buffer, or one Durable Object's history; in Redis, each record's): each
+   * entry counts its frame plus 128 bytes. Past it, the records published
+   * least recently lose their history first; a record's newest entry always
+   * stays. Default 64 MiB.
    */
   readonly maxHistoryBytes: number
   /**

@@ -136,18 +136,27 @@ for (const [name, layer] of drivers) {
         yield* buffer.release(key)
       }).pipe(Effect.provide(layer({}))))
 
-    it.effect("trims by bytes: past maxHistoryBytes the oldest go, the newest always stays", () =>
+    it.effect("trims by bytes: past maxHistoryBytes (each entry its frame + 128) the oldest go, the newest always stays", () =>
       Effect.gen(function*() {
         const buffer = yield* ReplayBuffer.ReplayBuffer
         yield* appendAll(ids(10), bytes(1000))
-        assert.deepStrictEqual(yield* buffer.stats, { records: 1, recordsWithHistory: 1, entries: 4, bytes: 4000 })
-        assert.deepStrictEqual(yield* owed("e7"), ["e8", "e9", "e10"])
-        assert.strictEqual(yield* owed("e6"), "resync")
+        // 3 × 1 128 fits 4 096; 4 × 1 128 does not.
+        assert.deepStrictEqual(yield* buffer.stats, { records: 1, recordsWithHistory: 1, entries: 3, bytes: 3000 })
+        assert.deepStrictEqual(yield* owed("e8"), ["e9", "e10"])
+        assert.strictEqual(yield* owed("e7"), "resync")
         // One event larger than the whole budget is still held, alone.
         yield* appendAll(["big"], bytes(10_000))
         assert.deepStrictEqual(yield* buffer.stats, { records: 1, recordsWithHistory: 1, entries: 1, bytes: 10_000 })
         assert.deepStrictEqual(yield* owed("big"), [])
         assert.strictEqual(yield* owed("e10"), "resync")
+      }).pipe(Effect.provide(layer({ retention: { maxHistoryBytes: 4096 } }))))
+
+    it.effect("trims by bytes when many tiny frames would pass the budget by their count", () =>
+      Effect.gen(function*() {
+        const buffer = yield* ReplayBuffer.ReplayBuffer
+        yield* appendAll(ids(100), bytes(1))
+        // 1 + 128 bytes each: 31 entries fit 4 096.
+        assert.deepStrictEqual(yield* buffer.stats, { records: 1, recordsWithHistory: 1, entries: 31, bytes: 31 })
       }).pipe(Effect.provide(layer({ retention: { maxHistoryBytes: 4096 } }))))
 
     it.effect("an id that is not valid for the record is still only a position (no other record's data)", () =>
@@ -215,7 +224,7 @@ describe("ReplayBuffer in memory: many records, one budget, one timer", () => {
       assert.deepStrictEqual([yield* buffer.size(a), yield* buffer.size(b), yield* buffer.size(c)], [2, 0, 1])
       assert.strictEqual((yield* buffer.since(b, "b1"))._tag, "Resync")
       assert.deepStrictEqual(yield* buffer.stats, { records: 2, recordsWithHistory: 2, entries: 3, bytes: 3000 })
-    }).pipe(Effect.provide(memory({ retention: { maxHistoryBytes: 3000 } }))))
+    }).pipe(Effect.provide(memory({ retention: { maxHistoryBytes: 3500 } }))))
 
   it.effect("200 records x 100 events of 64 KiB stay within maxHistoryBytes", () =>
     Effect.gen(function*() {
@@ -226,9 +235,10 @@ describe("ReplayBuffer in memory: many records, one budget, one timer", () => {
         for (const k of keys) yield* buffer.append(k, { id: `e${round}`, frame: frame64k })
       }
       const stats = yield* buffer.stats
-      assert.strictEqual(stats.bytes, 8 * 1024 * 1024)
-      assert.strictEqual(stats.entries, 128)
-      assert.strictEqual(stats.records, 128)
+      // 64 KiB + 128 bytes each: 127 entries fit 8 MiB, one per record.
+      assert.strictEqual(stats.entries, 127)
+      assert.strictEqual(stats.bytes, 127 * 64 * 1024)
+      assert.strictEqual(stats.records, 127)
     }).pipe(Effect.provide(memory({ retention: { maxHistoryBytes: 8 * 1024 * 1024 } }))))
 
   it.effect("past maxRecords, the record published least recently loses its history", () =>

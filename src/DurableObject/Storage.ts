@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type * as History from "../internal/history.js"
+import * as History from "../internal/history.js"
 import { RecordHistory } from "../internal/history.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as ReplayBuffer from "../ReplayBuffer.js"
@@ -153,7 +153,7 @@ export const makeDriver = (
 
 // The newest entry stays, whatever its size (a publish is never refused for the budget).
 const trimBytes = (history: RecordHistory, maxBytes: number, drop: (entry: History.Entry) => void) => {
-  while (history.bytes > maxBytes && history.size > 1) drop(history.shift()!)
+  while (history.bytes + history.size * History.entryOverhead > maxBytes && history.size > 1) drop(history.shift()!)
 }
 
 /**

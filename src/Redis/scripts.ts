@@ -121,7 +121,7 @@ while keep == nil do
   size = math.min(size * 2, 64)
   for _, e in ipairs(batch) do
     local eseq, eid, eframe, eat = entry(e)
-    if eseq == seq or (eseq ~= nil and count <= maxEvents and eat >= minAt and bytes <= maxBytes) then
+    if eseq == seq or (eseq ~= nil and count <= maxEvents and eat >= minAt and bytes + count * 128 <= maxBytes) then
       keep = e[1]
       break
     end

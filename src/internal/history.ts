@@ -15,6 +15,13 @@ export interface Entry {
   readonly at: number
 }
 
+/**
+ * What an entry costs beyond its frame (the entry, its id, the frame's
+ * object), counted against `maxHistoryBytes` so that many tiny frames cannot
+ * pass the budget unseen.
+ */
+export const entryOverhead = 128
+
 export interface Head {
   readonly seq: number
   readonly id: string

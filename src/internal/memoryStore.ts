@@ -15,7 +15,7 @@
  *
  * @internal
  */
-import { type Entry, type Position, type Read, RecordHistory } from "./history.js"
+import { type Entry, entryOverhead, type Position, type Read, RecordHistory } from "./history.js"
 
 export interface Retention {
   readonly maxEvents: number
@@ -170,7 +170,7 @@ export class MemoryStore {
   // the record just appended keeps at least its newest entry.
   private enforceBudget(current: Rec): void {
     const { maxHistoryBytes, maxRecords } = this.retention
-    while (this.bytes > maxHistoryBytes || this.recent.size > maxRecords) {
+    while (this.bytes + this.entries * entryOverhead > maxHistoryBytes || this.recent.size > maxRecords) {
       const victim = this.recent.values().next().value as Rec
       if (victim === current) {
         if (current.history.size <= 1) return
