@@ -1,8 +1,9 @@
 /**
  * `npm run bench [-- --quick] [--only=effect,naive] [--scenario=1k-1key,idle]`
  *
- * For every scenario and server variant: start a fresh server process, run the
- * load client in another process against it over loopback, stop the server.
+ * For every scenario and server variant: start fresh server processes (one, or
+ * several for a cluster), run the load client in another process against them
+ * over loopback, stop the servers (and delete the Redis keys they wrote).
  * Prints one table per scenario and the goals, and writes
  * bench/results/latest.json.
  */
@@ -10,9 +11,9 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { load, machine, source } from "./lib/environment.mjs"
 import { freePort, killChildren, runClient, startServer, stop } from "./lib/processes.mjs"
 import { evaluateGoals, goalsTable, scenarioTable } from "./lib/report.mjs"
-import { clientTimeoutMs, scenarios, variants } from "./lib/scenarios.mjs"
+import { clientTimeoutMs, defaultVariants, scenarios, variants } from "./lib/scenarios.mjs"
 
-const usage = "usage: node bench/run.mjs [--quick] [--only=<variants>] [--scenario=<names or numbers>]"
+const usage = "usage: node bench/run.mjs [--quick] [--only=<variants>] [--scenario=<names, groups or numbers>]"
 
 /** Runs that would start after this much time are skipped, so a hanging variant cannot stall the whole bench. */
 const budgetMs = 14 * 60_000
@@ -21,30 +22,67 @@ const parseArgs = (argv) => {
   const options = { quick: false, only: variants, scenarios: scenarios.map((s) => s.name) }
   for (const arg of argv) {
     const [flag, value] = arg.split("=", 2)
-    const list = (known) => {
-      // Scenarios may also be named by their 1-based number.
-      const names = (value ?? "").split(",").filter((name) => name !== "").map((name) => known[Number(name) - 1] ?? name)
+    const list = (known, expand = (name) => [name], groups = []) => {
+      // Scenarios may also be named by their 1-based number, or by their group.
+      const names = (value ?? "").split(",").filter((name) => name !== "").map((name) => known[Number(name) - 1] ?? name).flatMap(expand)
       const unknown = names.filter((name) => !known.includes(name))
-      if (names.length === 0 || unknown.length > 0) throw new Error(`${flag}: expected some of ${known.join(", ")}`)
+      if (names.length === 0 || unknown.length > 0) throw new Error(`${flag}: expected some of ${[...known, ...groups].join(", ")}`)
       return names
+    }
+    const group = (name) => {
+      const members = scenarios.filter((s) => s.group === name).map((s) => s.name)
+      return members.length === 0 ? [name] : members
     }
     if (flag === "--quick") options.quick = true
     else if (flag === "--only") options.only = list(variants)
-    else if (flag === "--scenario") options.scenarios = list(scenarios.map((s) => s.name))
+    else if (flag === "--scenario") options.scenarios = list(scenarios.map((s) => s.name), group, [...new Set(scenarios.flatMap((s) => s.group ?? []))])
     else throw new Error(`unknown argument ${arg}\n${usage}`)
   }
   return options
 }
 
+/** Loaded on the first scenario that uses Redis, so that the others never need it. */
+let redis
+
+/**
+ * The Redis part of a scenario's run: `{ pid, env, cleanup }` for the `redis`
+ * variant (its prefix, deleted by `cleanup`), `{ pid }` alone for the others,
+ * whose row then shows what other clients cost the shared Redis.
+ */
+const redisFor = async (scenario, variant) => {
+  if (!(scenario.variants ?? []).includes("redis")) return undefined
+  redis ??= await import("./lib/redis.mjs")
+  const server = await redis.redisServer().catch((error) => {
+    if (variant === "redis") throw new Error(`no Redis at ${redis.redisUrl} (set REDIS_URL): ${error.message}`)
+    return { pid: undefined }
+  })
+  if (variant !== "redis") return { pid: server.pid }
+  const prefix = `${redis.runPrefix}${scenario.name}:`
+  return {
+    pid: server.pid,
+    env: { REDIS_URL: redis.redisUrl, BENCH_REDIS_PREFIX: prefix },
+    cleanup: () => redis.deleteKeys(prefix)
+  }
+}
+
 const runOne = async (scenario, variant, size, timeoutMs) => {
-  const port = await freePort()
-  const server = await startServer(variant, port)
+  const shared = await redisFor(scenario, variant)
+  const servers = []
   try {
-    const result = await runClient({ kind: scenario.kind, ...size, port, pid: server.pid }, timeoutMs)
-    if (server.exitCode === null && server.signalCode === null) return result
-    return { ...result, pass: false, error: `server exited (${server.exitCode ?? server.signalCode}): ${server.stderrTail.trim()}` }
+    for (let i = 0; i < (scenario.instances?.[variant] ?? 1); i++) servers.push(await startServer(variant, await freePort(), shared?.env))
+    const result = await runClient({
+      kind: scenario.kind, ...size, servers: servers.map(({ port, pid }) => ({ port, pid })), redisPid: shared?.pid
+    }, timeoutMs)
+    const exited = servers.filter((server) => server.exitCode !== null || server.signalCode !== null)
+    if (exited.length === 0) return result
+    const how = exited.map((server) => `${server.exitCode ?? server.signalCode}: ${server.stderrTail.trim()}`).join("; ")
+    return { ...result, pass: false, error: `server exited (${how})` }
   } finally {
-    await stop(server)
+    await Promise.all(servers.map((server) => stop(server)))
+    if (shared?.cleanup !== undefined) {
+      const note = await shared.cleanup().then((deleted) => `${deleted} Redis keys deleted`, (error) => `Redis keys not deleted: ${error.message}`)
+      process.stderr.write(`(${note}) `)
+    }
   }
 }
 
@@ -58,10 +96,12 @@ const main = async () => {
   const results = {}
   const sizes = {}
   for (const scenario of scenarios.filter((s) => options.scenarios.includes(s.name))) {
+    const scenarioVariants = (scenario.variants ?? defaultVariants).filter((variant) => options.only.includes(variant))
+    if (scenarioVariants.length === 0) continue
     const size = options.quick ? scenario.quick : scenario.full
     sizes[scenario.name] = size
     results[scenario.name] = {}
-    for (const variant of options.only) {
+    for (const variant of scenarioVariants) {
       process.stderr.write(`${scenario.name} / ${variant} ... `)
       const t0 = Date.now()
       const left = started + budgetMs - t0
@@ -74,6 +114,10 @@ const main = async () => {
     console.log(`\n${scenarioTable(scenario, results[scenario.name], options.quick)}`)
   }
 
+  // Every key of this run, in case a cleanup after a run missed some (none expected).
+  const leftover = redis === undefined ? 0 : await redis.deleteKeys(redis.runPrefix).catch(() => 0)
+  if (leftover > 0) console.log(`\n${leftover} Redis keys under ${redis.runPrefix} were left and are now deleted`)
+
   const goals = evaluateGoals(results)
   if (goals.length > 0) console.log(`\nGoals (ours / baseline)\n${goalsTable(goals)}`)
   const seconds = (Date.now() - started) / 1000
@@ -84,6 +128,7 @@ const main = async () => {
     date: new Date(started).toISOString(),
     machine: { ...machine(), loadAtStart, loadAtEnd },
     source: { commit, changedInSrc },
+    redis: redis === undefined ? undefined : { url: redis.redisUrl, prefix: redis.runPrefix },
     options: { quick: options.quick, only: options.only, scenarios: options.scenarios },
     seconds,
     sizes,
@@ -96,8 +141,10 @@ const main = async () => {
 
 process.on("exit", killChildren)
 for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => {
+  process.on(signal, async () => {
     killChildren()
+    // The servers are gone: delete what they wrote to Redis, for at most 2 s.
+    if (redis !== undefined) await Promise.race([redis.deleteKeys(redis.runPrefix).catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2_000))])
     process.exit(130)
   })
 }

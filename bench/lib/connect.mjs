@@ -6,20 +6,22 @@ const concurrency = 200
 const timeoutMs = 20_000
 
 /**
- * Subscribe `count` clients, client `i` to key `keyOf(i)`. Resolves with the
- * subscribers whose stream started; `failed` counts the others.
+ * Subscribe `count` clients, client `i` to key `keyOf(i)` on the server at
+ * `portOf(i)`. Resolves with the subscribers whose stream started; `failed`
+ * counts the others.
  */
-export const connect = async ({ port, count, keyOf, plan, ledger }) => {
+export const connect = async ({ portOf, count, keyOf, plan, ledger }) => {
   const subscribers = []
   let failed = 0
   let firstError
   let next = 0
   const worker = async () => {
     while (next < count) {
-      const key = keyOf(next++)
+      const i = next++
+      const key = keyOf(i)
       try {
         const subscriber = new Subscriber(key, plan, ledger)
-        subscribers.push(await subscriber.open(port, `/api/saacms/v1/${Plan.path(key)}/subscribe`, timeoutMs))
+        subscribers.push(await subscriber.open(portOf(i), `/api/saacms/v1/${Plan.path(key)}/subscribe`, timeoutMs))
       } catch (error) {
         failed++
         firstError ??= error.message

@@ -13,7 +13,7 @@ import { sleep } from "./stats.mjs"
 const settleMs = 500
 const holdMs = 2_000
 
-export const idle = async ({ port, pid, subscribers: count, keys }) => {
+export const idle = async ({ servers: [{ port, pid }], subscribers: count, keys }) => {
   const plan = new Plan(keys, 0)
   const ledger = new Ledger()
   const publisher = await Publisher.open(port, 1, 1)
@@ -26,9 +26,9 @@ export const idle = async ({ port, pid, subscribers: count, keys }) => {
 
   const rssEmpty = await settledRss()
   const half = Math.floor(count / 2)
-  const first = await connect({ port, count: half, keyOf: (i) => i % keys, plan, ledger })
+  const first = await connect({ portOf: () => port, count: half, keyOf: (i) => i % keys, plan, ledger })
   const rssHalf = await settledRss()
-  const second = await connect({ port, count: count - half, keyOf: (i) => (half + i) % keys, plan, ledger })
+  const second = await connect({ portOf: () => port, count: count - half, keyOf: (i) => (half + i) % keys, plan, ledger })
   const rssFull = await settledRss()
   await sleep(holdMs)
 

@@ -27,3 +27,22 @@ export const peakRssBytes = (pid) => statusKiB(pid, "VmHWM")
 
 /** Reset the process's peak RSS to its current RSS. */
 export const resetPeakRss = (pid) => writeFileSync(`/proc/${pid}/clear_refs`, "5")
+
+/**
+ * CPU seconds of the bench servers (`pids`, summed, with each one's share) and
+ * of redis-server (`redisPid`, when known): `since(read())` is the CPU they
+ * used in between.
+ */
+export const cpuClock = (pids, redisPid) => {
+  const read = () => ({ servers: pids.map(cpuSeconds), redis: redisPid === undefined ? null : cpuSeconds(redisPid) })
+  const since = (before) => {
+    const now = read()
+    const perServer = now.servers.map((seconds, i) => seconds - before.servers[i])
+    return {
+      servers: perServer.reduce((sum, seconds) => sum + seconds, 0),
+      perServer,
+      redis: now.redis === null ? null : now.redis - before.redis
+    }
+  }
+  return { read, since }
+}

@@ -15,8 +15,8 @@ export const killChildren = () => {
   for (const child of children) child.kill("SIGKILL")
 }
 
-const track = (command, args) => {
-  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+const track = (command, args, env = {}) => {
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
   children.add(child)
   child.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(signal ?? code)))
   child.exited.then(() => children.delete(child))
@@ -35,11 +35,13 @@ export const freePort = () =>
   })
 
 /**
- * Start `bench/servers/<variant>.ts`; resolves with the child once it prints
- * `READY <port>`. The child keeps the tail of its stderr in `stderrTail`.
+ * Start `bench/servers/<variant>.ts` with `env` added to the environment;
+ * resolves with the child once it prints `READY <port>`. The child keeps its
+ * port in `port` and the tail of its stderr in `stderrTail`.
  */
-export const startServer = (variant, port, timeoutMs = 30_000) => {
-  const child = track(bun, [`bench/servers/${variant}.ts`, String(port)])
+export const startServer = (variant, port, env = {}, timeoutMs = 30_000) => {
+  const child = track(bun, [`bench/servers/${variant}.ts`, String(port)], env)
+  child.port = port
   child.stderrTail = ""
   child.stderr.on("data", (chunk) => {
     child.stderrTail = (child.stderrTail + chunk).slice(-2_000)

@@ -2,6 +2,12 @@
  * The publisher: a few keep-alive connections ("lanes") with pipelined HTTP/1.1
  * requests, at most `depth` in flight in total. A key always uses the same lane,
  * so the server sees one key's publishes in the order they were sent.
+ *
+ * Without `pipelining`, a lane writes a request only once the previous one is
+ * answered (the others wait in the lane): Bun.serve closes a connection on
+ * which a request arrives while the response ahead of it is still pending in
+ * an async handler (uWS "denying async pipelining"; oven-sh/bun#38128), as a
+ * publish that waits for Redis is.
  */
 import net from "node:net"
 import { Plan } from "./plan.mjs"
@@ -9,9 +15,15 @@ import { Plan } from "./plan.mjs"
 const HEAD_END = Buffer.from("\r\n\r\n")
 
 class Lane {
-  constructor(socket) {
+  constructor(socket, pipelining = true) {
     this.socket = socket
+    this.pipelining = pipelining
+    /** Written, awaiting their answers, in order. */
     this.pending = []
+    /** Not written yet (without pipelining only). */
+    this.queued = []
+    /** Called with each round trip (request written → answer read, ms). */
+    this.onRoundTrip = undefined
     this.buffer = Buffer.alloc(0)
     socket.setNoDelay(true)
     socket.on("data", (chunk) => this.onData(chunk))
@@ -22,12 +34,20 @@ class Lane {
   request(method, path, body = "") {
     return new Promise((resolve, reject) => {
       if (this.socket.destroyed) return reject(new Error("publisher connection closed"))
-      this.pending.push({ resolve, reject })
-      this.socket.write(
-        `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
-      )
+      const text = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+      this.queued.push({ resolve, reject, text, writtenAt: 0 })
+      this.flush()
     })
+  }
+
+  flush() {
+    while (this.queued.length > 0 && (this.pipelining || this.pending.length === 0)) {
+      const request = this.queued.shift()
+      request.writtenAt = performance.now()
+      this.pending.push(request)
+      this.socket.write(request.text)
+    }
   }
 
   onData(chunk) {
@@ -39,24 +59,27 @@ class Lane {
       const length = Number(/^content-length:\s*(\d+)/im.exec(head)?.[1] ?? 0)
       if (this.buffer.length < end + 4 + length) return
       this.buffer = this.buffer.subarray(end + 4 + length)
-      this.pending.shift().resolve(Number(head.slice(9, 12)))
+      const request = this.pending.shift()
+      this.onRoundTrip?.(performance.now() - request.writtenAt)
+      request.resolve(Number(head.slice(9, 12)))
+      this.flush()
     }
   }
 
   failAll(error) {
-    for (const { reject } of this.pending.splice(0)) reject(error)
+    for (const { reject } of [...this.pending.splice(0), ...this.queued.splice(0)]) reject(error)
   }
 }
 
 export class Publisher {
-  /** Open `lanes` connections to the server on `port`. */
-  static async open(port, lanes, depth) {
+  /** Open `lanes` connections to the server on `port` (`pipelining`: see above). */
+  static async open(port, lanes, depth, { pipelining = true } = {}) {
     const sockets = await Promise.all(Array.from({ length: lanes }, () =>
       new Promise((resolve, reject) => {
         const socket = net.connect({ host: "127.0.0.1", port }, () => resolve(socket))
         socket.once("error", reject)
       })))
-    return new Publisher(sockets.map((socket) => new Lane(socket)), depth)
+    return new Publisher(sockets.map((socket) => new Lane(socket, pipelining)), depth)
   }
 
   constructor(lanes, depth) {
@@ -67,6 +90,9 @@ export class Publisher {
     this.errors = 0
     this.firstError = undefined
     this.wake = undefined
+    /** Round trips (request written → answer read, ms) while an array; `null`: not kept. */
+    this.roundTrips = null
+    for (const lane of lanes) lane.onRoundTrip = (ms) => this.roundTrips?.push(ms)
   }
 
   /**

@@ -1,11 +1,27 @@
 /**
  * The scenarios, with their full and `--quick` sizes. Each runs once per
- * server variant, on a fresh server process.
+ * server variant (`variants`, by default the first four), on fresh server
+ * processes: one, or `instances[variant]`. A scenario with a `group` is also
+ * selected by the group's name.
  */
 
-export const variants = ["effect", "plugin", "naive", "coalescing"]
+export const variants = ["effect", "plugin", "naive", "coalescing", "redis"]
+
+export const defaultVariants = ["effect", "plugin", "naive", "coalescing"]
 
 const publishing = { size: 100, depth: 16, gapMs: 10, stallMs: 10_000, burstSeconds: 20, latencySeconds: 30 }
+
+/**
+ * Publishes go to each server in turn, 16 at a time, and each block is
+ * answered before the next (see `rotation.mjs`); over 16 connections per
+ * server (at most one per key) without pipelining, since Bun.serve closes a
+ * connection that pipelines behind an async handler (see `publisher.mjs`).
+ * A key's publishes are therefore one at a time.
+ */
+const clusterPublishing = { ...publishing, block: 16, lanes: 16, pipelining: false }
+
+/** Two Redis-backed instances (subscribers split, publishes on both) against one in-memory `effect` server. */
+const redisCluster = { group: "redis-2x", kind: "fanout", table: "cluster", variants: ["effect", "redis"], instances: { redis: 2 } }
 
 const slowPublishing = { size: 1_024, depth: 16, stallMs: 10_000, burstSeconds: 60 }
 
@@ -44,6 +60,20 @@ export const scenarios = [
     kind: "slow",
     full: { ...slowPublishing, subscribers: 100, events: 20_000 },
     quick: { ...slowPublishing, subscribers: 20, events: 2_000 }
+  },
+  {
+    ...redisCluster,
+    name: "redis-2x-1key",
+    title: "2 Redis-backed instances against 1 in-memory, 2 000 subscribers on one key",
+    full: { ...clusterPublishing, subscribers: 2_000, keys: 1, events: 400, latencyEvents: 200 },
+    quick: { ...clusterPublishing, subscribers: 400, keys: 1, events: 200, latencyEvents: 30 }
+  },
+  {
+    ...redisCluster,
+    name: "redis-2x-200keys",
+    title: "2 Redis-backed instances against 1 in-memory, 2 000 subscribers over 200 keys (10 per key)",
+    full: { ...clusterPublishing, subscribers: 2_000, keys: 200, events: 6_000, latencyEvents: 200 },
+    quick: { ...clusterPublishing, subscribers: 400, keys: 40, events: 1_000, latencyEvents: 30 }
   }
 ]
 

@@ -16,11 +16,11 @@ import { summarize } from "./subscriber.mjs"
 const sampleMs = 100
 const pausedDrainMs = 3_000
 
-export const slow = async ({ port, pid, subscribers: count, events, size, depth, stallMs, burstSeconds }) => {
+export const slow = async ({ servers: [{ port, pid }], subscribers: count, events, size, depth, stallMs, burstSeconds }) => {
   const plan = new Plan(1, events)
   const ledger = new Ledger()
-  const fast = await connect({ port, count, keyOf: () => 0, plan, ledger })
-  const paused = await connect({ port, count: 1, keyOf: () => 0, plan, ledger })
+  const fast = await connect({ portOf: () => port, count, keyOf: () => 0, plan, ledger })
+  const paused = await connect({ portOf: () => port, count: 1, keyOf: () => 0, plan, ledger })
   paused.subscribers[0]?.pause()
   const publisher = await Publisher.open(port, 1, depth)
 

@@ -28,6 +28,7 @@ export class Subscriber {
    */
   constructor(key, plan, ledger) {
     this.key = key
+    this.port = undefined
     this.plan = plan
     this.ledger = ledger
     this.socket = undefined
@@ -51,6 +52,7 @@ export class Subscriber {
 
   /** Connect and request the stream; resolves once the first body bytes (`:keepalive`) arrive. */
   open(port, path, timeoutMs) {
+    this.port = port
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => fail(new Error(`no stream within ${timeoutMs} ms`)), timeoutMs)
       const fail = (error) => {
