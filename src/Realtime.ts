@@ -18,6 +18,7 @@ import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
+import * as Mailbox from "./internal/mailbox.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -146,7 +147,9 @@ export const make: Effect.Effect<
         onRight: Effect.succeed
       })
       const entry = yield* buffer.append(key, { id, frame })
-      yield* hub.publish(key, { seq: entry.seq, frame, event })
+      // Over Redis the record's channel brings it here too, in order with
+      // other instances' publishes: handing it over now would only make gaps.
+      if (!buffer.liveFromSource) yield* hub.publish(key, { seq: entry.seq, frame, event })
       return { key, id, seq: entry.seq }
     })
 
@@ -195,24 +198,44 @@ export const make: Effect.Effect<
     Stream.unwrapScoped(Effect.gen(function*() {
       const last = yield* lastId(lastEventId)
       const subscriber = yield* Effect.flatMap(hub.subscribe(key), (subscriber) => primed(subscriber, key, last, grant))
-      // Each pull takes every frame waiting, as one chunk of the shared frames.
-      const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<never>> = Effect.suspend(() => {
-        const frames = subscriber.poll()
-        if (frames !== undefined) return Effect.succeed(Chunk.unsafeFromArray(frames))
-        if (subscriber.done) return Effect.fail(Option.none())
-        // Back for more with nothing waiting: the last chunk was written.
-        subscriber.drained()
-        return Effect.zipRight(woken, pull)
-      })
-      const woken = Effect.async<void>((resume) => {
-        subscriber.onWake(() => resume(Effect.void))
-        return Effect.sync(() => subscriber.onWake(undefined))
-      })
-      return Stream.repeatEffectChunkOption(pull)
+      return framesOf(subscriber)
     }))
 
   return Realtime.of({ publish, open, subscribe })
 })
+
+// Each pull takes every frame waiting, as one chunk of the shared frames.
+const framesOf = (subscriber: Hub.Subscriber): Stream.Stream<Uint8Array> => {
+  const woken = Effect.async<void>((resume) => {
+    subscriber.onWake(() => resume(Effect.void))
+    return Effect.sync(() => subscriber.onWake(undefined))
+  })
+  const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<never>> = Effect.suspend(() => {
+    const frames = subscriber.poll()
+    if (frames !== undefined) return Effect.succeed(Chunk.unsafeFromArray(frames))
+    if (subscriber.done) return Effect.fail(Option.none())
+    // Back for more with nothing waiting: the last chunk was written.
+    subscriber.drained()
+    return Effect.zipRight(woken, pull)
+  })
+  return Stream.repeatEffectChunkOption(pull)
+}
+
+/**
+ * An open subscription's frames as an Effect `Stream`, for servers that write
+ * streams (Node); ending the stream (its client left) ends the subscription.
+ * Open first, then stream: a refusal is known before the response starts.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toStream = (subscriber: Subscriber): Stream.Stream<Uint8Array, RealtimeError.Unavailable> =>
+  (subscriber instanceof Mailbox.Mailbox
+    ? framesOf(subscriber)
+    : Stream.fromReadableStream({
+      evaluate: () => subscriber.toReadableStream(),
+      onError: (error) => new RealtimeError.Unavailable({ reason: String(error) })
+    })).pipe(Stream.ensuring(Effect.sync(() => subscriber.close())))
 
 /**
  * `Realtime` over whatever `ReplayBuffer` and `Hub` are provided.

@@ -184,13 +184,14 @@ const open = (
       canSee: recheck === undefined ? undefined : (event) => recheck(decision.subject, event, key)
     }
     const realtime = yield* Realtime.Realtime
-    if (request.source instanceof Request) {
-      // A server that speaks web Responses (Bun, workerd, web handlers) gets a
-      // ReadableStream fed straight from the subscriber's mailbox.
-      const subscriber = yield* realtime.open(key, last, grant)
-      return HttpServerResponse.raw(subscriber.toReadableStream(), options)
-    }
-    return HttpServerResponse.stream(realtime.subscribe(key, last, grant), options)
+    // Opened before the response starts, so a refusal is a status, not a cut stream.
+    const subscriber = yield* realtime.open(key, last, grant)
+    // A server that speaks web Responses (Bun, workerd, web handlers) gets a
+    // ReadableStream fed straight from the subscriber's mailbox; others (Node)
+    // an Effect Stream over the same mailbox.
+    return request.source instanceof Request
+      ? HttpServerResponse.raw(subscriber.toReadableStream(), options)
+      : HttpServerResponse.stream(Realtime.toStream(subscriber), options)
   }).pipe(
     Effect.catchTags({
       InvalidResourceKey: (error) => refuse(400, "invalid_resource_key", error.reason),

@@ -74,7 +74,13 @@ const reconnectDelays = (schedule: Schedule.Schedule<unknown>) =>
 // starts (and answers 503 until it is back), it just does not wait long.
 const connect = (url: string, options: RedisOptions): Effect.Effect<RedisClient, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => new RedisClient(url, options)),
+    Effect.sync(() => {
+      const client = new RedisClient(url, options)
+      // Errors surface as failed commands (Unavailable); the events themselves
+      // are expected (unhandled, ioredis would print each one while it retries).
+      client.on("error", () => {})
+      return client
+    }),
     (client) => Effect.promise(() => client.quit().then(() => undefined, () => client.disconnect()))
   ).pipe(
     Effect.tap((client) =>
@@ -120,14 +126,27 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
       }
       const commands = yield* connect(options.url, clientOptions)
       const subscriber = yield* connect(options.url, { ...clientOptions, commandTimeout: undefined })
-      // Errors surface as failed commands (Unavailable); the events themselves are expected.
-      commands.on("error", () => {})
-      subscriber.on("error", () => {})
       const store = Store.make(commands, {
         keyPrefix: options.keyPrefix ?? "saacms:rt:",
         ...ReplayBuffer.retention(config)
       })
       const followed = new Map<string, Followed>()
+      // (UN)SUBSCRIBE only on a ready connection: ioredis would also write them
+      // during its handshake, and the INFO of its ready check, answered in
+      // subscriber mode, fails and drops the connection again.
+      const ready = () => subscriber.status === "ready"
+      // Channels whose UNSUBSCRIBE could not be sent (the connection was down):
+      // ioredis subscribes them again when it reconnects, so they are dropped then.
+      const stale = new Set<string>()
+      const unsubscribe = (channel: string): void => {
+        if (ready()) subscriber.unsubscribe(channel).catch(() => stale.add(channel))
+        else stale.add(channel)
+      }
+      const dropStale = () => {
+        const channels = [...stale].filter((channel) => !followed.has(channel))
+        stale.clear()
+        if (channels.length > 0) subscriber.unsubscribe(...channels).catch(() => channels.forEach((channel) => stale.add(channel)))
+      }
 
       const lost = (entry: Followed, newestId: string, seq: number, epoch: string | undefined) => {
         entry.epoch = epoch
@@ -156,11 +175,13 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
           Queue.unsafeOffer(news, "down")
         }
       })
+      // The connection's first "ready" came before this listener (`connect`
+      // waits for it), so every one seen here is a reconnect (or a first
+      // connection made late, when nothing is followed yet).
       subscriber.on("ready", () => {
         attempts = 0
         Queue.unsafeOffer(news, "ready")
       })
-      let readyOnce = false
 
       // After a reconnect, every followed record is synced: a new epoch resyncs
       // its subscribers, a newer head makes those behind it catch up.
@@ -188,10 +209,25 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
             Effect.sync(() => followed.forEach((entry) => entry.live.end()))
           )
         }
-        const first = !readyOnce
-        readyOnce = true
         down = false
-        return first ? Effect.void : Effect.forEach([...followed.values()], sync, { discard: true, concurrency: 16 })
+        // Dropped again already: the next "ready" syncs.
+        if (!ready()) return Effect.void
+        dropStale()
+        const entries = [...followed.values()]
+        if (entries.length === 0) return Effect.void
+        // The heads are read on the other connection: only once the channels are
+        // subscribed again (acknowledged) is every later publish sure to arrive
+        // here, so that nothing falls between the head and the channel.
+        return Effect.tryPromise(() => subscriber.subscribe(...entries.map((entry) => store.channel(entry.key)))).pipe(
+          Effect.matchEffect({
+            onFailure: () =>
+              Effect.zipRight(
+                Effect.logWarning("redis subscriber connection lost again while resubscribing; ending open streams"),
+                Effect.sync(() => entries.forEach((entry) => entry.live.end()))
+              ),
+            onSuccess: () => Effect.forEach(entries, sync, { discard: true, concurrency: 16 })
+          })
+        )
       })))
 
       const driver: ReplayBuffer.Driver = {
@@ -215,6 +251,7 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
             const channel = store.channel(key)
             const entry: Followed = { key, live, epoch: undefined }
             followed.set(channel, entry)
+            if (!ready()) return yield* new RealtimeError.Unavailable({ reason: `redis subscriber connection ${subscriber.status}` })
             // Subscribed (acknowledged) before the history is read: nothing falls between.
             yield* Effect.tryPromise({
               try: () => subscriber.subscribe(channel),
@@ -226,7 +263,7 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
             Effect.tapError(() =>
               Effect.sync(() => {
                 followed.delete(store.channel(key))
-                subscriber.unsubscribe(store.channel(key)).catch(() => {})
+                unsubscribe(store.channel(key))
               })
             )
           ),
@@ -234,11 +271,10 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
           Effect.sync(() => {
             const channel = store.channel(key)
             followed.delete(channel)
-            subscriber.unsubscribe(channel).catch(() => {
-              // Redis is down: it forgets the subscription with the connection.
-            })
+            unsubscribe(channel)
           }),
         size: (key, now) => store.size(key, now),
+        liveFromSource: true,
         stats: Effect.orElseSucceed(store.stats, () => ({ records: 0, recordsWithHistory: 0, entries: 0, bytes: 0 }))
       }
       return ReplayBuffer.make(driver)

@@ -128,6 +128,12 @@ export class ReplayBuffer extends Context.Tag("@saacms/realtime/ReplayBuffer")<R
   readonly size: (key: Event.ResourceKey) => Effect.Effect<number, RealtimeError.Unavailable>
   /** What the buffer holds now. */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * `true` when every append reaches this instance's subscribers through the
+   * records' live sources too (Redis: the channel carries each record's
+   * appends in order), so `publish` must not hand them the frame itself.
+   */
+  readonly liveFromSource: boolean
 }>() {}
 
 /**
@@ -151,6 +157,8 @@ export interface Driver {
   readonly release: (key: Event.ResourceKey) => Effect.Effect<void>
   readonly size: (key: Event.ResourceKey, now: number) => Effect.Effect<number, RealtimeError.Unavailable>
   readonly stats: Effect.Effect<Stats>
+  /** See `ReplayBuffer.liveFromSource`. */
+  readonly liveFromSource?: boolean | undefined
 }
 
 /**
@@ -181,7 +189,8 @@ export const make = (driver: Driver): ReplayBuffer["Type"] => {
     retain: driver.retain,
     release: driver.release,
     size: (key) => withNow((now) => driver.size(key, now)),
-    stats: driver.stats
+    stats: driver.stats,
+    liveFromSource: driver.liveFromSource === true
   })
 }
 

@@ -186,8 +186,12 @@ export class Mailbox {
   /** The answer to a backfill: write what fits, then turn live or ask for more. */
   fill(read: History.Read, generation: number): void {
     if (generation !== this.generation) return
-    this.fetching = false
-    if (this.closed) return
+    if (this.closed) {
+      this.fetching = false
+      return
+    }
+    // Still fetching while it writes: a sink that pulls on a write must not
+    // ask for the same piece again.
     let wrote = false
     if (read._tag === "Gone") {
       this.write(Frame.resync(read.newestId))
@@ -195,9 +199,11 @@ export class Mailbox {
       wrote = true
     } else {
       for (const entry of read.entries) {
+        if (this.closed) break
         if (entry.seq <= this.lastSeq) continue
         if (entry.seq !== this.lastSeq + 1 || !this.room(entry.frame.byteLength)) break
         if (this.canSee !== undefined && !this.canSee(undefined, entry.frame)) {
+          this.fetching = false
           this.finish(revokedForbidden)
           return
         }
@@ -206,6 +212,8 @@ export class Mailbox {
         wrote = true
       }
     }
+    this.fetching = false
+    if (this.closed) return
     if (read.lastSeq > this.liveHigh) this.liveHigh = read.lastSeq
     if (this.lastSeq >= this.liveHigh) {
       this.state = "live"

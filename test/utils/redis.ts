@@ -1,6 +1,8 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
+import type { ChildProcess } from "node:child_process"
 import * as RealtimeConfig from "../../src/RealtimeConfig.js"
 import * as Store from "../../src/Redis/Store.js"
 import * as ReplayBuffer from "../../src/ReplayBuffer.js"
@@ -11,11 +13,14 @@ export const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 /** A fresh key prefix. */
 export const newPrefix = () => `test:${crypto.randomUUID()}:`
 
-/** A client, quit on release; dies (the test fails, it is not skipped) when Redis is unreachable. */
-export const connect = (options: RedisOptions = {}) =>
+/**
+ * A client (of the shared server unless `at` names another), quit on release;
+ * dies (the test fails, it is not skipped) when Redis is unreachable.
+ */
+export const connect = (options: RedisOptions = {}, at: string = url) =>
   Effect.acquireRelease(
     Effect.suspend(() => {
-      const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, ...options })
+      const client = new Redis(at, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, ...options })
       // Errors reach the commands; the event would only be printed.
       client.on("error", () => {})
       return Effect.as(Effect.orDie(Effect.tryPromise(() => client.connect())), client)
@@ -60,3 +65,71 @@ export const layer = (options: RealtimeConfig.Options = {}): Layer.Layer<ReplayB
       return ReplayBuffer.make(Store.toDriver(redisStore))
     })
   ).pipe(Layer.provide(RealtimeConfig.layer(options)))
+
+/**
+ * A `redis-server` of the test's own (no persistence) on a free port, for
+ * fault tests that must not disturb the shared server: `kill` SIGKILLs it by
+ * its PID, `start` runs it again on the same port, empty. Fails (the test
+ * fails, it is not skipped) when no `redis-server` binary is installed. The
+ * server is killed when the scope closes.
+ */
+export interface PrivateServer {
+  readonly port: number
+  readonly url: string
+  /** SIGKILL the running server (by PID); succeeds once it has exited. */
+  readonly kill: Effect.Effect<void>
+  /** Start the server again on the same port (empty); succeeds once it accepts connections. */
+  readonly start: Effect.Effect<void, Error>
+}
+
+const redisServerBinary = Effect.async<string, Error>((resume) => {
+  void import("node:child_process").then(({ execFile }) =>
+    execFile("/bin/sh", ["-c", "command -v redis-server"], (error, stdout) => {
+      const path = stdout.trim()
+      resume(error === null && path !== "" ? Effect.succeed(path) : Effect.fail(new Error("redis-server is not installed")))
+    })
+  )
+})
+
+/** Start a private `redis-server` on `port` (see `PrivateServer`), killed by its PID when the scope closes. */
+export const privateServer = (port: number): Effect.Effect<PrivateServer, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const binary = yield* redisServerBinary
+    const { spawn } = yield* Effect.promise(() => import("node:child_process"))
+    let current: ChildProcess | undefined
+
+    const stop = Effect.async<void>((resume) => {
+      const child = current
+      current = undefined
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+      child.once("exit", () => resume(Effect.void))
+      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL")
+    })
+
+    const start = Effect.async<void, Error>((resume) => {
+      const child = spawn(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      current = child
+      let output = ""
+      let settled = false
+      const settle = (result: Effect.Effect<void, Error>) => {
+        if (settled) return
+        settled = true
+        resume(result)
+      }
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString()
+        if (output.includes("Ready to accept connections")) settle(Effect.void)
+      }
+      child.stdout?.on("data", onData)
+      child.stderr?.on("data", onData)
+      child.once("exit", (code) => settle(Effect.fail(new Error(`redis-server exited with ${code}:\n${output}`))))
+    }).pipe(
+      Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("redis-server did not start") })
+    )
+
+    yield* Effect.addFinalizer(() => stop)
+    yield* start
+    return { port, url: `redis://127.0.0.1:${port}`, kill: stop, start }
+  })
