@@ -133,7 +133,19 @@ layer(runtime({ REALTIME_MAX_EVENTS: "5", REALTIME_MAX_FRAME_BYTES: "4096" }), {
       assert.deepStrictEqual(yield* tooLarge(padded(6_000)), [413, "frame_too_large", "the encoded frame"])
       // Refused once it passes the limit: the test Worker forwards the body as a
       // stream, without its Content-Length (the plugin sends one, and it is refused unread).
-      assert.deepStrictEqual(yield* tooLarge(padded(20_000)), [413, "frame_too_large", "the body is"])
+      // workerd then closes the connection with the rest of the body unread, which
+      // can reach the client as a reset before it reads the 413 (a refusal either
+      // way: what follows checks that nothing was stored or sent).
+      const streamed = yield* Effect.either(Effect.flatMap(
+        Runtime,
+        ({ url }) => Effect.tryPromise(() => fetch(new URL("/object/posts:bad", url), { method: "POST", body: padded(20_000) }))
+      ))
+      if (streamed._tag === "Right") {
+        const answer = yield* json(streamed.right)
+        assert.deepStrictEqual([streamed.right.status, answer.error, String(answer.message).split(" ").slice(0, 3).join(" ")], [413, "frame_too_large", "the body is"])
+      } else {
+        assert.match(String(streamed.left.error), /ECONNRESET|socket|closed/i)
+      }
       // Through the plugin too (validated in the Worker, before any round trip).
       assert.deepStrictEqual((yield* publish({ ...changed("bad", 2), etag: "b\r2" })).status, 400)
       // Nothing was stored or sent: the next good event follows the first.
