@@ -244,9 +244,12 @@ export const make = (
     // elsewhere, a lost history, a reconnect).
     const liveOf = (topic: Topic): ReplayBuffer.Live => ({
       publish: (seq, frame) => {
+        const message: Message = { seq, frame }
+        let slow = 0
         for (const subscriber of topic.subscribers) {
-          if (!expired(subscriber)) subscriber.offer({ seq, frame })
+          if (!expired(subscriber) && !subscriber.offer(message)) slow++
         }
+        if (slow > 0) slowSubscribers.unsafeUpdate(slow, [])
       },
       reset: (newestId, seq) => {
         for (const subscriber of topic.subscribers) subscriber.reset(newestId, seq)
