@@ -98,8 +98,8 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
   readonly publish: (event: typeof Event.RealtimeEvent.Encoded) => Effect.Effect<Published, PublishError>
   /**
    * Register a subscriber of `key`, primed with what it is owed after
-   * `lastEventId`, until it closes (its client leaves, it falls
-   * `queueCapacity` frames behind, its grant ends, or the service shuts down).
+   * `lastEventId`, until it closes (its client leaves or stalls for a
+   * heartbeat interval, its grant ends, or the service shuts down).
    * The low-level form of `subscribe`, for adapters that write to a socket themselves.
    */
   readonly open: (
@@ -109,9 +109,10 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
   ) => Effect.Effect<Subscriber, SubscribeError>
   /**
    * The SSE bytes for one record: `:keepalive`, `retry:`, then what the
-   * client missed after `lastEventId` (or one `saacms-resync` frame), then
-   * live frames. Ends when the subscriber falls `queueCapacity` frames behind
-   * (it reconnects and replays), when its grant ends, or when the service shuts down.
+   * client missed after `lastEventId` (or one `saacms-resync` frame), read
+   * from the history as the stream is pulled, then live frames. A reader too
+   * slow for `maxQueuedBytes` / `queueCapacity` catches up from the history
+   * (or gets `saacms-resync`). Ends when its grant ends or the service shuts down.
    */
   readonly subscribe: (
     key: Event.ResourceKey,
