@@ -3,12 +3,13 @@
  * `node bench/client.mjs '<scenario config as JSON>'`. Prints one JSON line
  * (the scenario's result) on stdout; progress goes to stderr.
  */
+import { cms } from "./lib/cms.mjs"
 import { fanout } from "./lib/fanout.mjs"
 import { idle } from "./lib/idle.mjs"
 import { slow } from "./lib/slow.mjs"
 
 const config = JSON.parse(process.argv[2])
-const scenarios = { fanout, idle, slow }
+const scenarios = { cms, fanout, idle, slow }
 
 const result = await scenarios[config.kind](config)
 process.stdout.write(`${JSON.stringify(result)}\n`)

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=effect,naive] [--scenario=1k-1key,idle]`
+ * `npm run bench [-- --quick] [--only=effect,naive] [--scenario=1k-1key,idle] [--runtime=bun,node]`
  *
  * For every scenario and server variant: start fresh server processes (one, or
  * several for a cluster), run the load client in another process against them
@@ -9,17 +9,23 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { load, machine, source } from "./lib/environment.mjs"
+import { cmsTable, evaluateCmsGoals } from "./lib/cmsReport.mjs"
+import { removeBundles } from "./lib/nodeBundle.mjs"
 import { freePort, killChildren, runClient, startServer, stop } from "./lib/processes.mjs"
 import { evaluateGoals, goalsTable, scenarioTable } from "./lib/report.mjs"
-import { clientTimeoutMs, defaultVariants, scenarios, variants } from "./lib/scenarios.mjs"
+import { clientTimeoutMs, defaultVariants, runtimes, scenarios, variants } from "./lib/scenarios.mjs"
 
-const usage = "usage: node bench/run.mjs [--quick] [--only=<variants>] [--scenario=<names, groups or numbers>]"
+const usage = "usage: node bench/run.mjs [--quick] [--only=<variants>] [--scenario=<names, groups or numbers>] [--runtime=bun,node]"
 
-/** Runs that would start after this much time are skipped, so a hanging variant cannot stall the whole bench. */
-const budgetMs = 14 * 60_000
+/**
+ * Runs that would start after this much time are skipped, so a hanging variant
+ * cannot stall the whole bench (the full run with the CMS scenarios on both
+ * runtimes takes about half of it).
+ */
+const budgetMs = 45 * 60_000
 
 const parseArgs = (argv) => {
-  const options = { quick: false, only: variants, scenarios: scenarios.map((s) => s.name) }
+  const options = { quick: false, only: variants, scenarios: scenarios.map((s) => s.name), runtimes }
   for (const arg of argv) {
     const [flag, value] = arg.split("=", 2)
     const list = (known, expand = (name) => [name], groups = []) => {
@@ -35,6 +41,7 @@ const parseArgs = (argv) => {
     }
     if (flag === "--quick") options.quick = true
     else if (flag === "--only") options.only = list(variants)
+    else if (flag === "--runtime") options.runtimes = list(runtimes)
     else if (flag === "--scenario") options.scenarios = list(scenarios.map((s) => s.name), group, [...new Set(scenarios.flatMap((s) => s.group ?? []))])
     else throw new Error(`unknown argument ${arg}\n${usage}`)
   }
@@ -65,11 +72,13 @@ const redisFor = async (scenario, variant) => {
   }
 }
 
-const runOne = async (scenario, variant, size, timeoutMs) => {
+const runOne = async (scenario, variant, size, timeoutMs, runtime) => {
   const shared = await redisFor(scenario, variant)
   const servers = []
   try {
-    for (let i = 0; i < (scenario.instances?.[variant] ?? 1); i++) servers.push(await startServer(variant, await freePort(), shared?.env))
+    for (let i = 0; i < (scenario.instances?.[variant] ?? 1); i++) {
+      servers.push(await startServer(variant, await freePort(), shared?.env, undefined, runtime))
+    }
     const result = await runClient({
       kind: scenario.kind, ...size, servers: servers.map(({ port, pid }) => ({ port, pid })), redisPid: shared?.pid
     }, timeoutMs)
@@ -97,28 +106,35 @@ const main = async () => {
   const sizes = {}
   for (const scenario of scenarios.filter((s) => options.scenarios.includes(s.name))) {
     const scenarioVariants = (scenario.variants ?? defaultVariants).filter((variant) => options.only.includes(variant))
-    if (scenarioVariants.length === 0) continue
+    // Scenarios with `runtimes` run each variant on each selected runtime (results keyed `<runtime>/<variant>`);
+    // the others are Bun only.
+    const scenarioRuntimes = (scenario.runtimes ?? ["bun"]).filter((runtime) => options.runtimes.includes(runtime))
+    if (scenarioVariants.length === 0 || scenarioRuntimes.length === 0) continue
     const size = options.quick ? scenario.quick : scenario.full
     sizes[scenario.name] = size
     results[scenario.name] = {}
-    for (const variant of scenarioVariants) {
-      process.stderr.write(`${scenario.name} / ${variant} ... `)
-      const t0 = Date.now()
-      const left = started + budgetMs - t0
-      const result = left <= 0
-        ? { error: "skipped: the bench ran out of time", pass: false }
-        : await runOne(scenario, variant, size, Math.min(clientTimeoutMs, left)).catch((error) => ({ error: error.message, pass: false }))
-      results[scenario.name][variant] = result
-      process.stderr.write(`${result.pass ? "PASS" : "FAIL"} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`)
+    for (const runtime of scenarioRuntimes) {
+      for (const variant of scenarioVariants) {
+        const key = scenario.runtimes === undefined ? variant : `${runtime}/${variant}`
+        process.stderr.write(`${scenario.name} / ${key} ... `)
+        const t0 = Date.now()
+        const left = started + budgetMs - t0
+        const result = left <= 0
+          ? { error: "skipped: the bench ran out of time", pass: false }
+          : await runOne(scenario, variant, size, Math.min(clientTimeoutMs, left), runtime).catch((error) => ({ error: error.message, pass: false }))
+        results[scenario.name][key] = result
+        process.stderr.write(`${result.pass ? "PASS" : "FAIL"} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`)
+      }
     }
-    console.log(`\n${scenarioTable(scenario, results[scenario.name], options.quick)}`)
+    const print = scenario.kind === "cms" ? cmsTable : scenarioTable
+    console.log(`\n${print(scenario, results[scenario.name], options.quick)}`)
   }
 
   // Every key of this run, in case a cleanup after a run missed some (none expected).
   const leftover = redis === undefined ? 0 : await redis.deleteKeys(redis.runPrefix).catch(() => 0)
   if (leftover > 0) console.log(`\n${leftover} Redis keys under ${redis.runPrefix} were left and are now deleted`)
 
-  const goals = evaluateGoals(results)
+  const goals = [...evaluateGoals(results), ...evaluateCmsGoals(results)]
   if (goals.length > 0) console.log(`\nGoals (ours / baseline)\n${goalsTable(goals)}`)
   const seconds = (Date.now() - started) / 1000
   const loadAtEnd = load()
@@ -129,7 +145,7 @@ const main = async () => {
     machine: { ...machine(), loadAtStart, loadAtEnd },
     source: { commit, changedInSrc },
     redis: redis === undefined ? undefined : { url: redis.redisUrl, prefix: redis.runPrefix },
-    options: { quick: options.quick, only: options.only, scenarios: options.scenarios },
+    options: { quick: options.quick, only: options.only, scenarios: options.scenarios, runtimes: options.runtimes },
     seconds,
     sizes,
     results,
@@ -139,7 +155,10 @@ const main = async () => {
   writeFileSync(new URL("results/latest.json", import.meta.url), `${JSON.stringify(report, null, 2)}\n`)
 }
 
-process.on("exit", killChildren)
+process.on("exit", () => {
+  killChildren()
+  removeBundles()
+})
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, async () => {
     killChildren()

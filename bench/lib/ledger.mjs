@@ -8,6 +8,11 @@ export class Ledger {
   constructor() {
     this.count = 0
     this.chunks = 0
+    /** Socket reads (\`data\` events) of every subscriber: frames per read shows what the server wrote together. */
+    this.reads = 0
+    /** Frames delivered per key, once \`countPerKey\` was called. */
+    this.perKey = undefined
+    this.keyWait = undefined
     this.recordingLatency = false
     this.latencies = new Float64Array(1024)
     this.latencyCount = 0
@@ -15,8 +20,18 @@ export class Ledger {
     this.reached = undefined
   }
 
-  /** One frame arrived; `latency` (ms) counts only while recording. */
-  delivered(latency) {
+  /** From now on, also count the frames delivered to each of `keys` keys (for `untilKey`). */
+  countPerKey(keys) {
+    this.perKey = new Int32Array(keys)
+  }
+
+  /** One frame arrived for `key`; `latency` (ms) counts only while recording. */
+  delivered(latency, key) {
+    if (this.perKey !== undefined) {
+      const count = ++this.perKey[key]
+      const wait = this.keyWait
+      if (wait !== undefined && wait.key === key && count >= wait.target) wait.reached()
+    }
     if (this.recordingLatency) {
       if (this.latencyCount === this.latencies.length) {
         const grown = new Float64Array(this.latencies.length * 2)
@@ -58,6 +73,33 @@ export class Ledger {
       if (this.count >= target) return finish(true)
       this.target = target
       this.reached = () => finish(true)
+    })
+  }
+
+  /**
+   * Resolve when `target` frames have been delivered to `key` in total (needs
+   * `countPerKey`), or when no frame arrived anywhere for `stallMs`
+   * (`reached: false`). One wait at a time.
+   */
+  untilKey(key, target, stallMs) {
+    if (this.perKey[key] >= target) return Promise.resolve({ reached: true, at: performance.now() })
+    return new Promise((resolve) => {
+      let last = this.count
+      let lastProgress = performance.now()
+      const finish = (reached) => {
+        clearInterval(watchdog)
+        this.keyWait = undefined
+        resolve({ reached, at: performance.now() })
+      }
+      const watchdog = setInterval(() => {
+        if (this.count !== last) {
+          last = this.count
+          lastProgress = performance.now()
+        } else if (performance.now() - lastProgress > stallMs) {
+          finish(false)
+        }
+      }, Math.min(250, stallMs))
+      this.keyWait = { key, target, reached: () => finish(true) }
     })
   }
 }

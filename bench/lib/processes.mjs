@@ -1,10 +1,13 @@
 /**
- * Child processes of the orchestrator: bench servers (Bun) and the load client
- * (Node). Every child is tracked by PID and ended by PID, with a timeout.
+ * Child processes of the orchestrator: bench servers (Bun, or Node for the
+ * variants of the `node` runtime) and the load client (Node). Every child is
+ * tracked by PID and ended by PID, with a timeout.
  */
 import { spawn } from "node:child_process"
 import net from "node:net"
+import path from "node:path"
 import { fileURLToPath } from "node:url"
+import { nodeBundle } from "./nodeBundle.mjs"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url))
@@ -35,12 +38,24 @@ export const freePort = () =>
   })
 
 /**
- * Start `bench/servers/<variant>.ts` with `env` added to the environment;
- * resolves with the child once it prints `READY <port>`. The child keeps its
- * port in `port` and the tail of its stderr in `stderrTail`.
+ * The reference's published build (`@saacms/plugin-realtime` 0.1.0), for the
+ * `reference` variants: `SAACMS_REFERENCE`, else `../shared/seed/dist/index.js`
+ * beside the repository.
  */
-export const startServer = (variant, port, env = {}, timeoutMs = 30_000) => {
-  const child = track(bun, [`bench/servers/${variant}.ts`, String(port)], env)
+export const referencePath = process.env.SAACMS_REFERENCE ?? path.resolve(root, "../shared/seed/dist/index.js")
+
+/**
+ * Start `bench/servers/<variant>.ts` under Bun (`runtime` "bun"), or the bundle
+ * of `bench/servers/node-<variant>.ts` under `node --expose-gc` ("node"), with
+ * `env` added to the environment; resolves with the child once it prints
+ * `READY <port>`. The child keeps its port in `port` and the tail of its stderr
+ * in `stderrTail`.
+ */
+export const startServer = async (variant, port, env = {}, timeoutMs = 30_000, runtime = "bun") => {
+  const command = runtime === "node"
+    ? [process.execPath, ["--expose-gc", await nodeBundle(variant), String(port)]]
+    : [bun, [`bench/servers/${variant}.ts`, String(port)]]
+  const child = track(command[0], command[1], { SAACMS_REFERENCE: referencePath, ...env })
   child.port = port
   child.stderrTail = ""
   child.stderr.on("data", (chunk) => {

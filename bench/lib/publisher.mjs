@@ -113,6 +113,27 @@ export class Publisher {
     )
   }
 
+  /**
+   * Publish the events `ns` to `key` in one request (`POST /bench/burst/…`, a
+   * JSON array of records as `publish` makes them): the server publishes them
+   * one after another, each awaited, inside that request. Counts as one in
+   * `sent` and in flight.
+   */
+  async publishBurst(ns, key, size) {
+    while (this.inFlight >= this.depth) await new Promise((resolve) => this.wake = resolve)
+    const time = performance.now().toFixed(3)
+    const records = ns.map((n) => {
+      const head = `{"n":${n},"t":`
+      return `${head}${time},"pad":"${pad(size - head.length - time.length - 10)}"}`
+    })
+    this.inFlight++
+    this.sent++
+    this.lanes[key % this.lanes.length].request("POST", `/bench/burst/${Plan.path(key)}`, `[${records.join(",")}]`).then(
+      (status) => this.settle(status === 204 ? undefined : `HTTP ${status}`),
+      (error) => this.settle(error.message)
+    )
+  }
+
   /** Ask the server for a full garbage collection. */
   async gc() {
     const status = await this.lanes[0].request("POST", "/bench/gc")

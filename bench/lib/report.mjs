@@ -201,7 +201,7 @@ export const evaluateGoals = (results) => {
 const againstLabel = (row) => row.stated ? "" : row.better ? " (better)" : " (also)"
 
 const limitLabel = (row) =>
-  `${row.difference ? `≤ ${row.baseline} + ${row.limit} ${row.unit}` : `≤ ${row.limit} × ${row.baseline}`}${againstLabel(row)}`
+  `${row.difference ? `≤ ${row.baseline} + ${row.limit} ${row.unit}` : `${row.atLeast ? "≥" : "≤"} ${row.limit} × ${row.baseline}`}${againstLabel(row)}`
 
 /** The goals as a table, one column per variant of ours that has a goal, then the figure each goal divides. */
 export const goalsTable = (rows) => {

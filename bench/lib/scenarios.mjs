@@ -5,7 +5,7 @@
  * selected by the group's name.
  */
 
-export const variants = ["effect", "plugin", "naive", "coalescing", "redis"]
+export const variants = ["effect", "plugin", "naive", "coalescing", "redis", "reference"]
 
 export const defaultVariants = ["effect", "plugin", "naive", "coalescing"]
 
@@ -76,6 +76,44 @@ export const scenarios = [
     quick: { ...clusterPublishing, subscribers: 400, keys: 40, events: 1_000, latencyEvents: 30 }
   }
 ]
+
+/** The runtimes a server variant can run on (`--runtime`); scenarios without `runtimes` run on Bun only. */
+export const runtimes = ["bun", "node"]
+
+/**
+ * The CMS shapes (issue 10), on Bun and on Node: ours (`effect`, `plugin`), the
+ * hand-written baselines and the reference we replace, every one on each
+ * runtime (`bench/servers/<variant>.ts` under Bun, `node-<variant>.ts` bundled
+ * for Node). Results are keyed `<runtime>/<variant>`.
+ */
+const cms = { group: "cms", kind: "cms", runtimes, variants: ["effect", "plugin", "naive", "coalescing", "reference"] }
+
+const bursting = { size: 100, depth: 16, burstSize: 10, gapMs: 10, stallMs: 10_000, burstSeconds: 60, latencySeconds: 30 }
+
+scenarios.push(
+  {
+    ...cms,
+    name: "cms-1000keys",
+    title: "10 000 subscribers over 1 000 records (10 each), bursts of 10 events per record",
+    full: { ...bursting, subscribers: 10_000, keys: 1_000, bursts: 10, latencyEvents: 200 },
+    quick: { ...bursting, subscribers: 1_000, keys: 100, bursts: 4, latencyEvents: 20 }
+  },
+  {
+    ...cms,
+    name: "cms-1key",
+    title: "10 000 subscribers on one record, bursts of 10 events",
+    full: { ...bursting, subscribers: 10_000, keys: 1, bursts: 20, latencyEvents: 50 },
+    quick: { ...bursting, subscribers: 1_000, keys: 1, bursts: 10, latencyEvents: 10 }
+  },
+  {
+    ...cms,
+    name: "cms-slow",
+    title: "the slow case on Bun and Node: one paused subscriber beside fast ones on one key, 1 KiB events",
+    kind: "slow",
+    full: { ...slowPublishing, subscribers: 100, events: 20_000 },
+    quick: { ...slowPublishing, subscribers: 20, events: 2_000 }
+  }
+)
 
 /** Wall-clock bound for one client run. */
 export const clientTimeoutMs = 240_000

@@ -109,6 +109,7 @@ export class Subscriber {
   }
 
   onData(buf) {
+    this.ledger.reads++
     if (this.ledger.recordingLatency) this.receivedAt = performance.now()
     let i = 0
     if (this.state === HEAD) {
@@ -222,7 +223,7 @@ export class Subscriber {
       else this.next = position + 1
     }
     // ,"t":<milliseconds>
-    this.ledger.delivered(this.ledger.recordingLatency ? this.receivedAt - parseTime(body, i + 5, end) : 0)
+    this.ledger.delivered(this.ledger.recordingLatency ? this.receivedAt - parseTime(body, i + 5, end) : 0, this.key)
   }
 }
 

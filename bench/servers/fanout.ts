@@ -91,6 +91,14 @@ export const serve = (fanout: ReturnType<typeof make>, port: number) =>
           return new Response(null, { status: 204 })
         }
       },
+      // A burst: the body is a JSON array of records, published one after another inside this request.
+      "/bench/burst/:collection/:id": {
+        POST: async (request) => {
+          const key = `${request.params.collection}:${request.params.id}`
+          for (const record of (await request.json()) as ReadonlyArray<unknown>) fanout.publish(key, record)
+          return new Response(null, { status: 204 })
+        }
+      },
       "/bench/gc": { POST: Host.gc }
     },
     fetch: () => new Response("not found", { status: 404 })
