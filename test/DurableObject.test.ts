@@ -28,6 +28,26 @@ const runtime = (vars: Record<string, string>) => Layer.scoped(Runtime, Workerd.
 const request = (path: string, init?: RequestInit) =>
   Effect.flatMap(Runtime, ({ url }) => Effect.promise(() => fetch(new URL(path, url), init)))
 
+/** POST `body` chunked over a socket of its own; the raw answer, or "reset" when the server cut it first. */
+const rawPost = (path: string, body: string) =>
+  Effect.flatMap(Runtime, ({ url }) =>
+    Effect.async<string>((resume) => {
+      const { hostname, port } = new URL(url)
+      const socket = net.connect(Number(port), hostname)
+      let answer = ""
+      socket.on("data", (chunk) => (answer += chunk.toString()))
+      socket.on("error", () => resume(Effect.succeed(answer === "" ? "reset" : answer)))
+      socket.on("close", () => resume(Effect.succeed(answer === "" ? "reset" : answer)))
+      socket.on("connect", () => {
+        const bytes = Buffer.from(body)
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: ${hostname}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`)
+        socket.write(`${bytes.length.toString(16)}\r\n`)
+        socket.write(bytes)
+        socket.end("\r\n0\r\n\r\n")
+      })
+      return Effect.sync(() => socket.destroy())
+    }).pipe(Effect.timeout("10 seconds"), Effect.orElseSucceed(() => "timeout")))
+
 const json = (response: Response) => Effect.promise(() => response.json() as Promise<Record<string, unknown>>)
 
 const changed = (id: string, n: number, etag?: string) => ({
@@ -133,19 +153,13 @@ layer(runtime({ REALTIME_MAX_EVENTS: "5", REALTIME_MAX_FRAME_BYTES: "4096" }), {
       assert.deepStrictEqual(yield* tooLarge(padded(6_000)), [413, "frame_too_large", "the encoded frame"])
       // Refused once it passes the limit: the test Worker forwards the body as a
       // stream, without its Content-Length (the plugin sends one, and it is refused unread).
-      // workerd then closes the connection with the rest of the body unread, which
-      // can reach the client as a reset before it reads the 413 (a refusal either
-      // way: what follows checks that nothing was stored or sent).
-      const streamed = yield* Effect.either(Effect.flatMap(
-        Runtime,
-        ({ url }) => Effect.tryPromise(() => fetch(new URL("/object/posts:bad", url), { method: "POST", body: padded(20_000) }))
-      ))
-      if (streamed._tag === "Right") {
-        const answer = yield* json(streamed.right)
-        assert.deepStrictEqual([streamed.right.status, answer.error, String(answer.message).split(" ").slice(0, 3).join(" ")], [413, "frame_too_large", "the body is"])
-      } else {
-        assert.match(String(streamed.left.error), /ECONNRESET|socket|closed/i)
-      }
+      // workerd then closes the connection with the rest of the body unread, so
+      // the client may see a reset before it reads the 413 (a refusal either way:
+      // what follows checks that nothing was stored or sent). On a socket of its
+      // own, so that no pooled connection of the other requests is the one closed.
+      const streamed = yield* rawPost("/object/posts:bad", padded(20_000))
+      assert.isTrue(streamed === "reset" || streamed.startsWith("HTTP/1.1 413"), streamed.slice(0, 200))
+      if (streamed !== "reset") assert.include(streamed, "\"the body is")
       // Through the plugin too (validated in the Worker, before any round trip).
       assert.deepStrictEqual((yield* publish({ ...changed("bad", 2), etag: "b\r2" })).status, 400)
       // Nothing was stored or sent: the next good event follows the first.
