@@ -65,6 +65,16 @@ export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => 
   })
 })
 
+// The demo host uses Redis only when a test says so: a REDIS_URL in the
+// environment (CI exports none, but a developer's shell may) must not turn
+// the in-memory demo into a Redis one that shares state across runs.
+const childEnv = (env: Record<string, string>, port: number): Record<string, string | undefined> => {
+  const inherited: Record<string, string | undefined> = { ...process.env }
+  delete inherited.REDIS_URL
+  delete inherited.REDIS_KEY_PREFIX
+  return { ...inherited, ...env, PORT: String(port) }
+}
+
 /**
  * Run this runtime's entry point of the demo host as a child process on
  * `port` until the scope closes (`src/bin/bun.ts` with Bun; `src/bin/node.ts`
@@ -81,7 +91,7 @@ export const entryPoint = (port: number, env: Record<string, string> = {}): Effe
       Effect.sync(() =>
         spawn(command, [script], {
           cwd: fileURLToPath(new URL("../..", import.meta.url)),
-          env: { ...process.env, ...env, PORT: String(port) },
+          env: childEnv(env, port),
           stdio: ["ignore", "pipe", "pipe"]
         })
       ),
