@@ -93,10 +93,6 @@ export class Mailbox {
     return this.closed && this.pending.length === 0
   }
 
-  get isClosed(): boolean {
-    return this.closed
-  }
-
   /** Bytes waiting for the client: pending here and held by the sink. */
   get queuedBytes(): number {
     return this.pendingBytes + (this.sink === undefined ? 0 : this.sink.queued())
@@ -127,7 +123,7 @@ export class Mailbox {
     const seq = message.seq
     if (seq === 0) {
       // A keepalive: useless, and not sent, while frames are waiting anyway.
-      if (this.state !== "opening" && this.queuedBytes === 0) this.write(message.frame)
+      if (this.state !== "opening" && this.queuedBytes === 0 && this.emptied()) this.write(message.frame)
       return true
     }
     if (this.state !== "live") {
@@ -366,9 +362,14 @@ export class Mailbox {
 
   private room(bytes: number): boolean {
     const queuedBytes = this.queuedBytes
-    const frames = this.pending.length + this.sinkFrames
-    if (queuedBytes === 0) return true
-    return queuedBytes + bytes <= this.limits.maxBytes && frames < this.limits.maxFrames
+    if (queuedBytes === 0) return this.emptied()
+    return queuedBytes + bytes <= this.limits.maxBytes && this.pending.length + this.sinkFrames < this.limits.maxFrames
+  }
+
+  // The client has taken everything: no frame is in the sink's queue either.
+  private emptied(): true {
+    this.sinkFrames = 0
+    return true
   }
 
   private write(frame: Uint8Array): void {
@@ -380,7 +381,6 @@ export class Mailbox {
       this.notify()
       return
     }
-    if (sink.queued() === 0) this.sinkFrames = 0
     try {
       sink.write(frame)
       this.sinkFrames++
