@@ -247,13 +247,27 @@ export const toStream = (subscriber: Subscriber): Stream.Stream<Uint8Array, Real
 export const layer: Layer.Layer<Realtime, never, ReplayBuffer.ReplayBuffer | Hub.Hub> = Layer.effect(Realtime, make)
 
 /**
+ * The whole core (`Realtime`, `Hub`, `Heartbeat`) over the given buffer, with
+ * the `RealtimeConfig` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerOver = <E, R>(
+  buffer: Layer.Layer<ReplayBuffer.ReplayBuffer, E, R>
+): Layer.Layer<Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat, E, R> =>
+  layer.pipe(
+    Layer.provideMerge(Hub.layer),
+    Layer.provideMerge(Layer.merge(buffer, Heartbeat.layer))
+  )
+
+/**
  * The whole core in one process: in-memory buffer, hub and heartbeat, with the
  * `RealtimeConfig` in context (the defaults unless provided).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerMemory: Layer.Layer<Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat> = layer.pipe(
-  Layer.provideMerge(Hub.layer),
-  Layer.provideMerge(Layer.merge(ReplayBuffer.layerMemory, Heartbeat.layer))
+export const layerMemory: Layer.Layer<Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat> = layerOver(
+  ReplayBuffer.layerMemory
 )

@@ -124,8 +124,10 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
         connectTimeout: 2000,
         retryStrategy: (attempt) => delays[Math.min(attempt, delays.length) - 1] ?? 1000
       }
-      const commands = yield* connect(options.url, clientOptions)
-      const subscriber = yield* connect(options.url, { ...clientOptions, commandTimeout: undefined })
+      const [commands, subscriber] = yield* Effect.all([
+        connect(options.url, clientOptions),
+        connect(options.url, { ...clientOptions, commandTimeout: undefined })
+      ], { concurrency: 2 })
       const store = Store.make(commands, {
         keyPrefix: options.keyPrefix ?? "saacms:rt:",
         ...ReplayBuffer.retention(config)
@@ -230,7 +232,9 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
         )
       })))
 
+      // The store's reads as they are; appends, and the live source, are this instance's.
       const driver: ReplayBuffer.Driver = {
+        ...Store.toDriver(store),
         append: (key, id, frame, now) =>
           Effect.map(store.append(key, id, frame, now), ({ entry, epoch }) => {
             const followedEntry = followed.get(store.channel(key))
@@ -243,9 +247,6 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
             }
             return entry
           }),
-        position: (key, lastEventId, now) => store.position(key, lastEventId, now),
-        headSeq: (key, now) => store.headSeq(key, now),
-        read: (key, afterSeq, limits, now) => store.read(key, afterSeq, limits, now),
         retain: (key, live) =>
           Effect.gen(function*() {
             const channel = store.channel(key)
@@ -273,9 +274,7 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
             followed.delete(channel)
             unsubscribe(channel)
           }),
-        size: (key, now) => store.size(key, now),
-        liveFromSource: true,
-        stats: Effect.orElseSucceed(store.stats, () => ({ records: 0, recordsWithHistory: 0, entries: 0, bytes: 0 }))
+        liveFromSource: true
       }
       return ReplayBuffer.make(driver)
     })
@@ -291,7 +290,4 @@ export const layerReplayBuffer = (options: Options): Layer.Layer<ReplayBuffer.Re
 export const layer = (
   options: Options
 ): Layer.Layer<Realtime.Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat> =>
-  Realtime.layer.pipe(
-    Layer.provideMerge(Hub.layer),
-    Layer.provideMerge(Layer.merge(layerReplayBuffer(options), Heartbeat.layer))
-  )
+  Realtime.layerOver(layerReplayBuffer(options))
