@@ -2,10 +2,11 @@
  * Per-record fan-out. A record's topic (its set of subscribers) exists from
  * its first subscriber to its last; while it exists the record is retained in
  * the `ReplayBuffer`, so its sequence numbers never restart under a live
- * subscriber. Publishing hands the one encoded frame to every subscriber's
- * bounded mailbox synchronously; publishing to a record nobody watches costs
- * a map lookup. Subscribers that fall behind read the record's history as
- * their clients drain, through one fiber for the whole hub.
+ * subscriber. Publishing batches the one encoded frame; at the end of the
+ * turn of the event loop every subscriber's bounded mailbox gets what its
+ * record's batch holds, as one shared chunk; publishing to a record nobody
+ * watches costs a map lookup. Subscribers that fall behind read the record's
+ * history as their clients drain, through one fiber for the whole hub.
  *
  * @since 0.1.0
  */
@@ -57,6 +58,8 @@ interface Topic {
   readonly subscribers: Set<Subscriber>
   /** Set while the record's live source is starting; joiners wait for it. */
   pending: Deferred.Deferred<void, RealtimeError.Unavailable> | undefined
+  /** Messages published since the hub last handed them out. */
+  batch: Array<Message>
 }
 
 /**
@@ -149,15 +152,51 @@ export const make = (
       return true
     }
 
-    const publish = (key: Event.ResourceKey, message: Message) =>
-      Effect.suspend(() => {
-        const topic = topics.get(key)
-        if (topic === undefined) return Effect.void
-        let slow = 0
-        for (const subscriber of topic.subscribers) {
-          if (!expired(subscriber) && !subscriber.offer(message)) slow++
+    // Batching: what is published to a record within one turn of the event
+    // loop is handed out together at the end of it (or as soon as the batches
+    // hold `maxQueuedBytes`), so a burst reaches each subscriber as one chunk
+    // and its socket in one write, while an idle subscriber holds nothing.
+    let dirty: Array<Topic> = []
+    let dirtyBytes = 0
+    let scheduled = false
+    const flush = () => {
+      scheduled = false
+      const topics = dirty
+      dirty = []
+      dirtyBytes = 0
+      let slow = 0
+      for (const topic of topics) {
+        const batch = topic.batch
+        topic.batch = []
+        if (batch.length === 1) {
+          const message = batch[0]!
+          for (const subscriber of topic.subscribers) {
+            if (!expired(subscriber) && !subscriber.offer(message)) slow++
+          }
+        } else {
+          const run = new Mailbox.Run(batch)
+          for (const subscriber of topic.subscribers) {
+            if (!expired(subscriber) && !subscriber.offerRun(run)) slow++
+          }
         }
-        return slow === 0 ? Effect.void : Metric.incrementBy(slowSubscribers, slow)
+      }
+      if (slow > 0) slowSubscribers.unsafeUpdate(slow, [])
+    }
+    const enqueue = (topic: Topic, message: Message) => {
+      if (topic.batch.length === 0) dirty.push(topic)
+      topic.batch.push(message)
+      dirtyBytes += message.frame.byteLength
+      if (dirtyBytes >= limits.maxQueuedBytes) flush()
+      else if (!scheduled) {
+        scheduled = true
+        afterTurn(flush)
+      }
+    }
+
+    const publish = (key: Event.ResourceKey, message: Message) =>
+      Effect.sync(() => {
+        const topic = topics.get(key)
+        if (topic !== undefined) enqueue(topic, message)
       })
 
     // One heartbeat for the hub: each beat first ends the subscribers that took
@@ -225,9 +264,10 @@ export const make = (
       return Effect.forEach(batch, ([key, subscriber]) => leave(key, subscriber), { discard: true })
     })))
 
-    // Shutdown ends every open stream cleanly.
+    // Shutdown hands out what is batched, then ends every open stream cleanly.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        flush()
         for (const topic of topics.values()) {
           for (const subscriber of topic.subscribers) subscriber.close()
         }
@@ -243,14 +283,7 @@ export const make = (
     // What the record's live source tells its subscribers (frames published
     // elsewhere, a lost history, a reconnect).
     const liveOf = (topic: Topic): ReplayBuffer.Live => ({
-      publish: (seq, frame) => {
-        const message: Message = { seq, frame }
-        let slow = 0
-        for (const subscriber of topic.subscribers) {
-          if (!expired(subscriber) && !subscriber.offer(message)) slow++
-        }
-        if (slow > 0) slowSubscribers.unsafeUpdate(slow, [])
-      },
+      publish: (seq, frame) => enqueue(topic, { seq, frame }),
       reset: (newestId, seq) => {
         for (const subscriber of topic.subscribers) subscriber.reset(newestId, seq)
       },
@@ -274,7 +307,7 @@ export const make = (
           return pending === undefined ? count(1) : Effect.zipRight(count(1), Deferred.await(pending))
         }
         const pending = Deferred.unsafeMake<void, RealtimeError.Unavailable>(FiberId.none)
-        const topic: Topic = { subscribers: new Set([subscriber]), pending }
+        const topic: Topic = { subscribers: new Set([subscriber]), pending, batch: [] }
         topics.set(key, topic)
         return Effect.zipRight(
           Effect.all([count(1), topics.size === 1 ? startHeartbeat : Effect.void], { discard: true }),
@@ -348,6 +381,13 @@ export const make = (
       })
     })
   })
+
+// The end of the current turn of the event loop: after the promise jobs of
+// the code that publishes (a host awaiting each publish in turn), before the
+// next I/O. workerd has no setImmediate; a zero timer is its next turn.
+const afterTurn: (f: () => void) => void = typeof globalThis.setImmediate === "function"
+  ? (f) => globalThis.setImmediate(f)
+  : (f) => globalThis.setTimeout(f, 0)
 
 // A fiber that runs `work` whenever `ready()` holds, sleeping (no timer) until
 // `park` hands it the function that wakes it.

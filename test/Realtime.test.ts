@@ -15,7 +15,7 @@ import * as Hub from "../src/Hub.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReplayBuffer from "../src/ReplayBuffer.js"
 import * as Sse from "./utils/sse.js"
-import { awaitSubscribers, key, memory } from "./utils/layers.js"
+import { awaitSubscribers, key, memory, nextTurn } from "./utils/layers.js"
 
 const posts1 = key("posts", "1")
 
@@ -171,6 +171,50 @@ describe("Realtime", () => {
       assert.deepStrictEqual(Sse.parse(Chunk.toReadonlyArray(yield* slowPull)).map((e) => e.id), ["e101"])
     }).pipe(Effect.provide(memory({ queueCapacity: 16, retention: { maxEvents: 50 } }))))
 
+  it.effect("a burst published in one turn reaches every live subscriber as one chunk, the same bytes for all", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const readers: Array<ReadableStreamDefaultReader<Uint8Array>> = []
+      for (let i = 0; i < 3; i++) readers.push((yield* realtime.open(posts1)).toReadableStream().getReader())
+      const read = Effect.forEach(readers, (reader) => Effect.promise(() => reader.read().then((r) => r.value!)))
+      yield* read // the openings
+      for (let burst = 0; burst < 2; burst++) {
+        for (let n = 1; n <= 10; n++) yield* realtime.publish(changed(10 * burst + n, `e${10 * burst + n}`))
+        const [chunk, ...others] = yield* read
+        assert.deepStrictEqual(Sse.parse([chunk!]).map((e) => e.id), Array.from({ length: 10 }, (_, i) => `e${10 * burst + i + 1}`))
+        for (const other of others) assert.strictEqual(other, chunk)
+      }
+      // A lone event is its own frame.
+      yield* realtime.publish(changed(21, "e21"))
+      const [lone] = yield* read
+      assert.deepStrictEqual(Sse.parse([lone!]).map((e) => e.id), ["e21"])
+      yield* Effect.forEach(readers, (reader) => Effect.promise(() => reader.cancel()))
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a burst larger than a subscriber's bound goes frame by frame up to the bound; the rest comes from the history", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const hub = yield* Hub.Hub
+      const fast = (yield* realtime.open(posts1)).toReadableStream().getReader()
+      const slow = (yield* realtime.open(posts1)).toReadableStream().getReader()
+      yield* Effect.promise(() => fast.read())
+      const opening = yield* hub.queuedBytes
+      for (let n = 1; n <= 4; n++) yield* realtime.publish(changed(n, `e${n}`))
+      yield* nextTurn
+      // The fast one takes its run; the slow one, holding its opening, has room for 3 more frames only.
+      const run = (yield* Effect.promise(() => fast.read())).value!
+      assert.deepStrictEqual(Sse.parse([run]).map((e) => e.id), ["e1", "e2", "e3", "e4"])
+      const held = (yield* hub.queuedBytes) - opening
+      const one = new TextEncoder().encode(`event: changed\nid: e1\ndata: {"n":1}\n\n`).byteLength
+      assert.strictEqual(held, 3 * one)
+      let text = ""
+      while (!Sse.parse(text).some((e) => e.id === "e4")) {
+        text += new TextDecoder().decode((yield* Effect.promise(() => slow.read())).value)
+      }
+      assert.deepStrictEqual(Sse.parse(text).map((e) => e.id), ["e1", "e2", "e3", "e4"])
+      yield* Effect.promise(() => Promise.all([fast.cancel(), slow.cancel()]))
+    }).pipe(Effect.provide(memory({ queueCapacity: 4 }))))
+
   it.effect("a web stream that is not read holds at most queueCapacity frames, then catches up as it is read", () =>
     Effect.gen(function*() {
       const realtime = yield* Realtime.Realtime
@@ -180,6 +224,7 @@ describe("Realtime", () => {
       assert.strictEqual(yield* hub.subscriberCount(posts1), 1)
       const ids: Array<string> = []
       for (let n = 1; n <= 10; n++) ids.push((yield* realtime.publish(changed(n))).id)
+      yield* nextTurn
       // Nothing read yet: the stream holds its opening and 4 frames.
       const frameBytes = new TextEncoder().encode(`event: changed\nid: ${ids[0]}\ndata: {"n":1}\n\n`).byteLength
       const queued = yield* hub.queuedBytes

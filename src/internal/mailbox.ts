@@ -46,11 +46,39 @@ export interface Limits {
   readonly maxBytes: number
 }
 
+/**
+ * Messages of one record published within one turn of the event loop, with
+ * consecutive sequence numbers: a subscriber that is live right before the
+ * first takes them all as one chunk (concatenated once, shared by every
+ * subscriber), so the runtime writes them to its socket in one go.
+ */
+export class Run {
+  readonly first: number
+  readonly last: number
+  readonly bytes: number
+  private joined: Uint8Array | undefined = undefined
+
+  constructor(readonly messages: ReadonlyArray<Message>) {
+    this.first = messages[0]!.seq
+    this.last = messages[messages.length - 1]!.seq
+    let bytes = 0
+    for (const message of messages) bytes += message.frame.byteLength
+    this.bytes = bytes
+  }
+
+  /** The frames as one chunk, built the first time a subscriber takes them whole. */
+  get chunk(): Uint8Array {
+    return this.joined ??= Frame.concat(this.messages.map((message) => message.frame))
+  }
+}
+
 type State = "opening" | "live" | "behind"
 
 export class Mailbox {
   private state: State = "opening"
+  /** Chunks not yet handed to a sink (or polled), and the frames and bytes they hold. */
   private pending: Array<Uint8Array> = []
+  private pendingFrames = 0
   private pendingBytes = 0
   private sink: Sink | undefined = undefined
   /** Frames handed to the sink since it was last seen empty. */
@@ -115,6 +143,26 @@ export class Mailbox {
       this.pendingReset = undefined
       this.reset(newestId, seq)
     }
+  }
+
+  /**
+   * Hand on a run of published messages, whole when this subscriber is live
+   * right before it and has room for all of it, else one by one; returns
+   * `false` when this made the subscriber fall behind its bound.
+   */
+  offerRun(run: Run): boolean {
+    if (this.closed || run.last <= this.lastSeq) return true
+    if (
+      this.state !== "live" || this.canSee !== undefined || run.first !== this.lastSeq + 1 ||
+      run.last - run.first + 1 !== run.messages.length || !this.room(run.bytes, run.messages.length)
+    ) {
+      let kept = true
+      for (const message of run.messages) kept = this.offer(message) && kept
+      return kept
+    }
+    this.lastSeq = run.last
+    this.write(run.chunk, run.messages.length)
+    return true
   }
 
   /** Hand on a published message; returns `false` when this made the subscriber fall behind its bound. */
@@ -235,6 +283,7 @@ export class Mailbox {
     const frames = this.pending
     if (frames.length === 0) return undefined
     this.pending = []
+    this.pendingFrames = 0
     this.pendingBytes = 0
     return frames
   }
@@ -279,6 +328,7 @@ export class Mailbox {
     if (this.closed) return
     this.closed = true
     this.pending = []
+    this.pendingFrames = 0
     this.pendingBytes = 0
     const sink = this.sink
     this.sink = undefined
@@ -291,11 +341,12 @@ export class Mailbox {
    * pending; if the mailbox has already closed, the sink gets them and ends.
    */
   attach(sink: Sink): void {
-    const frames = this.pending
+    const chunks = this.pending
     this.pending = []
+    this.sinkFrames = this.pendingFrames
+    this.pendingFrames = 0
     this.pendingBytes = 0
-    for (const frame of frames) sink.write(frame)
-    this.sinkFrames = frames.length
+    for (const chunk of chunks) sink.write(chunk)
     if (this.closed) sink.end()
     else this.sink = sink
   }
@@ -360,10 +411,15 @@ export class Mailbox {
     }, { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 })
   }
 
-  private room(bytes: number): boolean {
+  // Room for `frames` frames of `bytes` in all. A subscriber holding nothing
+  // takes one frame of any size (or a run within its bounds).
+  private room(bytes: number, frames = 1): boolean {
     const queuedBytes = this.queuedBytes
-    if (queuedBytes === 0) return this.emptied()
-    return queuedBytes + bytes <= this.limits.maxBytes && this.pending.length + this.sinkFrames < this.limits.maxFrames
+    if (queuedBytes === 0 && (frames === 1 || (bytes <= this.limits.maxBytes && frames <= this.limits.maxFrames))) {
+      return this.emptied()
+    }
+    return queuedBytes + bytes <= this.limits.maxBytes &&
+      this.pendingFrames + this.sinkFrames + frames <= this.limits.maxFrames
   }
 
   // The client has taken everything: no frame is in the sink's queue either.
@@ -372,18 +428,20 @@ export class Mailbox {
     return true
   }
 
-  private write(frame: Uint8Array): void {
-    this.written += frame.byteLength
+  // `chunk` holds `frames` frames (a run), or one.
+  private write(chunk: Uint8Array, frames = 1): void {
+    this.written += chunk.byteLength
     const sink = this.sink
     if (sink === undefined) {
-      this.pending.push(frame)
-      this.pendingBytes += frame.byteLength
+      this.pending.push(chunk)
+      this.pendingFrames += frames
+      this.pendingBytes += chunk.byteLength
       this.notify()
       return
     }
     try {
-      sink.write(frame)
-      this.sinkFrames++
+      sink.write(chunk)
+      this.sinkFrames += frames
     } catch {
       // The runtime ended the stream before telling us (a failed write).
       this.lost()
@@ -400,7 +458,7 @@ export class Mailbox {
     const queued = this.queuedBytes
     if (this.waitEmpty && queued > 0) return
     const room = this.limits.maxBytes - queued
-    const frames = this.limits.maxFrames - this.pending.length - this.sinkFrames
+    const frames = this.limits.maxFrames - this.pendingFrames - this.sinkFrames
     if (queued > 0 && (room <= 0 || frames <= 0)) return
     this.fetching = true
     this.backfill(this, this.lastSeq, {

@@ -23,3 +23,9 @@ export const awaitSubscribers = (k: Event.ResourceKey, count: number) =>
     }
     return yield* Effect.dieMessage(`${k} never reached ${count} subscribers`)
   })
+
+/**
+ * The next turn of the event loop: the hub hands out what was published in
+ * this one at its end (no clock involved, nothing timed).
+ */
+export const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
