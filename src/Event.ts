@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type * as Brand from "effect/Brand"
-import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as RealtimeError from "./RealtimeError.js"
@@ -16,8 +16,10 @@ import * as RealtimeError from "./RealtimeError.js"
  * @since 0.1.0
  * @category models
  */
+const slugPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
+
 export const Slug = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, {
+  Schema.pattern(slugPattern, {
     message: () => "collection must be 1-64 characters of A-Z a-z 0-9 _ - and start with a letter or digit"
   }),
   Schema.brand("@saacms/realtime/Slug")
@@ -30,8 +32,10 @@ export const Slug = Schema.String.pipe(
  * @since 0.1.0
  * @category models
  */
+const recordIdPattern = /^[A-Za-z0-9._~-]{1,128}$/
+
 export const RecordId = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9._~-]{1,128}$/, {
+  Schema.pattern(recordIdPattern, {
     message: () => "id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -"
   }),
   // URL paths resolve these away: no client could reach such a record's route.
@@ -49,24 +53,31 @@ export const RecordId = Schema.String.pipe(
 export type ResourceKey = string & Brand.Brand<"@saacms/realtime/ResourceKey">
 
 /**
+ * The key of a valid slug and id; an `Either`, which is also an `Effect`.
+ *
  * @since 0.1.0
  * @category constructors
  */
 export const resourceKey = (
   collection: unknown,
   id: unknown
-): Effect.Effect<ResourceKey, RealtimeError.InvalidResourceKey> =>
-  Effect.suspend(() => {
-    const slug = decodeSlug(collection)
-    if (slug._tag === "Left") {
-      return Effect.fail(new RealtimeError.InvalidResourceKey({ field: "collection", reason: message(slug.left) }))
-    }
-    const recordId = decodeRecordId(id)
-    if (recordId._tag === "Left") {
-      return Effect.fail(new RealtimeError.InvalidResourceKey({ field: "id", reason: message(recordId.left) }))
-    }
-    return Effect.succeed(`${slug.right}:${recordId.right}` as ResourceKey)
-  })
+): Either.Either<ResourceKey, RealtimeError.InvalidResourceKey> => {
+  // Every subscribe and publish comes here: what the Schemas accept is
+  // recognised with their own patterns first; they run to say what is wrong.
+  if (
+    typeof collection === "string" && typeof id === "string" && slugPattern.test(collection) &&
+    recordIdPattern.test(id) && id !== "." && id !== ".."
+  ) return Either.right(`${collection}:${id}` as ResourceKey)
+  const slug = decodeSlug(collection)
+  if (slug._tag === "Left") {
+    return Either.left(new RealtimeError.InvalidResourceKey({ field: "collection", reason: message(slug.left) }))
+  }
+  const recordId = decodeRecordId(id)
+  if (recordId._tag === "Left") {
+    return Either.left(new RealtimeError.InvalidResourceKey({ field: "id", reason: message(recordId.left) }))
+  }
+  return Either.right(`${slug.right}:${recordId.right}` as ResourceKey)
+}
 
 const decodeSlug = Schema.decodeUnknownEither(Slug)
 const decodeRecordId = Schema.decodeUnknownEither(RecordId)
@@ -141,34 +152,30 @@ const decodeEventEither = Schema.decodeUnknownEither(RealtimeEvent)
 
 /**
  * Decode anything (a host's call, a POST body, a stored entry) into an event
- * and its validated resource key.
+ * and its validated resource key (an `Either`, which is also an `Effect`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const decode = (
   input: unknown
-): Effect.Effect<
+): Either.Either<
   { readonly event: RealtimeEvent; readonly key: ResourceKey },
   RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey
-> =>
-  Effect.suspend((): Effect.Effect<
-    { readonly event: RealtimeEvent; readonly key: ResourceKey },
-    RealtimeError.InvalidEvent | RealtimeError.InvalidResourceKey
-  > => {
-    let decoded: ReturnType<typeof decodeEventEither>
-    try {
-      decoded = decodeEventEither(input)
-    } catch {
-      // A getter or Proxy trap of the host's object threw while it was read.
-      return Effect.fail(new RealtimeError.InvalidEvent({ reason: "the event could not be read" }))
-    }
-    if (decoded._tag === "Left") {
-      return Effect.fail(new RealtimeError.InvalidEvent({ reason: message(decoded.left) }))
-    }
-    const event = decoded.right
-    return Effect.map(resourceKey(event.slug, event.id), (key) => ({ event, key }))
-  })
+> => {
+  let decoded: ReturnType<typeof decodeEventEither>
+  try {
+    decoded = decodeEventEither(input)
+  } catch {
+    // A getter or Proxy trap of the host's object threw while it was read.
+    return Either.left(new RealtimeError.InvalidEvent({ reason: "the event could not be read" }))
+  }
+  if (decoded._tag === "Left") {
+    return Either.left(new RealtimeError.InvalidEvent({ reason: message(decoded.left) }))
+  }
+  const event = decoded.right
+  return Either.map(resourceKey(event.slug, event.id), (key) => ({ event, key }))
+}
 
 const decodeEventIdEither = Schema.decodeUnknownEither(EventId)
 
@@ -178,11 +185,11 @@ const decodeEventIdEither = Schema.decodeUnknownEither(EventId)
  * @since 0.1.0
  * @category constructors
  */
-export const decodeLastEventId = (input: string): Effect.Effect<string, RealtimeError.InvalidLastEventId> => {
+export const decodeLastEventId = (input: string): Either.Either<string, RealtimeError.InvalidLastEventId> => {
   const decoded = decodeEventIdEither(input)
   return decoded._tag === "Left"
-    ? Effect.fail(new RealtimeError.InvalidLastEventId({ reason: message(decoded.left) }))
-    : Effect.succeed(decoded.right)
+    ? Either.left(new RealtimeError.InvalidLastEventId({ reason: message(decoded.left) }))
+    : Either.right(decoded.right)
 }
 
 const message = (error: ParseResult.ParseError): string =>

@@ -275,9 +275,9 @@ export const make = (
     )
 
     const count = (delta: number) =>
-      Effect.suspend(() => {
+      Effect.sync(() => {
         total += delta
-        return Metric.set(subscribersGauge, total)
+        subscribersGauge.unsafeUpdate(total, [])
       })
 
     // What the record's live source tells its subscribers (frames published

@@ -147,10 +147,12 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   // The host routed the request: its path params come from the context. The
   // response body is fed by the subscriber's mailbox, so nothing waits per client.
   const subscribe = (c: RealtimeRouteContext): Promise<Response> =>
-    run(RealtimeHttp.subscribe.pipe(
-      Effect.provideService(RealtimeHttp.PathParams, { collection: c.req.param("collection"), id: c.req.param("id") }),
-      Effect.provideService(HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(c.req.raw ?? new Request("http://localhost/"))),
-      Effect.map((response) => HttpServerResponse.toWeb(response))
+    run(Effect.map(
+      RealtimeHttp.respond(
+        { collection: c.req.param("collection"), id: c.req.param("id") },
+        HttpServerRequest.fromWeb(c.req.raw ?? new Request("http://localhost/"))
+      ),
+      HttpServerResponse.toWeb
     ))
 
   const preflight = (c: RealtimeRouteContext): Promise<Response> =>

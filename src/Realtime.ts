@@ -134,6 +134,7 @@ export const make: Effect.Effect<
   const buffer = yield* ReplayBuffer.ReplayBuffer
   const hub = yield* Hub.Hub
   let counter = 0
+  const noId = Either.right(undefined)
 
   // No lock: the buffer's driver assigns each record's sequence numbers, and a
   // subscriber that sees them out of order (two publishes to one record
@@ -157,35 +158,37 @@ export const make: Effect.Effect<
   // Gapless handoff: the subscriber is registered for live frames first, then
   // its position is read; what follows it (published before or since) comes
   // from the history as its client drains, then live frames, by sequence number.
-  const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) =>
-    Effect.gen(function*() {
-      if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
-      const canSee = grant?.canSee
-      if (canSee !== undefined) {
-        subscriber.canSee = (event, frame) => {
-          try {
-            // A replayed event is read back from its frame.
-            const decoded = event ?? Frame.decode(key, frame)
-            return decoded !== undefined && canSee(decoded as Event.RealtimeEvent)
-          } catch {
-            return false
-          }
+  // Jittered, so that clients cut off together do not all come back at once.
+  const retryFrame = config.retryMs > 0
+    ? Effect.map(Random.nextIntBetween(0, config.retryJitterMs + 1), (jitter) => Frame.retry(config.retryMs + jitter))
+    : Effect.succeed(undefined)
+
+  const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) => {
+    if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
+    const canSee = grant?.canSee
+    if (canSee !== undefined) {
+      subscriber.canSee = (event, frame) => {
+        try {
+          // A replayed event is read back from its frame.
+          const decoded = event ?? Frame.decode(key, frame)
+          return decoded !== undefined && canSee(decoded as Event.RealtimeEvent)
+        } catch {
+          return false
         }
       }
-      const since = yield* buffer.since(key, last)
+    }
+    return Effect.zipWith(buffer.since(key, last), retryFrame, (since, retry) => {
       const opening = [Frame.keepalive]
-      if (config.retryMs > 0) {
-        // Jittered, so that clients cut off together do not all come back at once.
-        opening.push(Frame.retry(config.retryMs + (yield* Random.nextIntBetween(0, config.retryJitterMs + 1))))
-      }
+      if (retry !== undefined) opening.push(retry)
       if (since._tag === "Resync") opening.push(Frame.resync(since.newestId))
       // The opening is this subscriber's own (its retry hint is drawn for it): one chunk.
       subscriber.begin(since._tag === "Resync" ? since.lastSeq : since.fromSeq, since.lastSeq, Frame.concat(opening))
       return subscriber
     })
+  }
 
   const lastId = (lastEventId: string | undefined) =>
-    lastEventId === undefined ? Effect.succeed(undefined) : Event.decodeLastEventId(lastEventId)
+    lastEventId === undefined ? noId : Event.decodeLastEventId(lastEventId)
 
   // A subscriber whose position cannot be read is released at once.
   const primed = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) =>

@@ -134,20 +134,36 @@ export const subscribe: Effect.Effect<
   HttpServerResponse.HttpServerResponse,
   never,
   Realtime.Realtime | PathParams | HttpServerRequest.HttpServerRequest
-> = Effect.gen(function*() {
-  const params = yield* PathParams
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const cors = Cors.headers(yield* Cors.Cors, request.headers["origin"])
-  return yield* open(params, request, cors).pipe(
-    Effect.map(HttpServerResponse.setHeaders(cors)),
-    Effect.annotateLogs({ requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
-  )
-})
+> = Effect.flatMap(
+  Effect.context<PathParams | HttpServerRequest.HttpServerRequest>(),
+  (context) => respond(Context.get(context, PathParams), Context.get(context, HttpServerRequest.HttpServerRequest))
+)
+
+/**
+ * `subscribe` for a request the host has already routed, without providing
+ * its path parameters and request as services (the PluginDef's route).
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const respond = (
+  params: PathParams["Type"],
+  request: HttpServerRequest.HttpServerRequest
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
+  Effect.flatMap(Cors.Cors, (options) => {
+    const cors = Cors.headers(options, request.headers["origin"])
+    // Refusals are logged with the record and the request id; an accepted
+    // subscribe logs nothing and draws no id.
+    const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.annotateLogs(effect, { requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
+    return Effect.map(open(params, request, cors, log), HttpServerResponse.setHeaders(cors))
+  })
 
 const open = (
   params: PathParams["Type"],
   request: HttpServerRequest.HttpServerRequest,
-  cors: Record<string, string>
+  cors: Record<string, string>,
+  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 ) =>
   Effect.gen(function*() {
     const key = yield* Event.resourceKey(params.collection, params.id)
@@ -155,7 +171,7 @@ const open = (
     const last = raw === undefined ? undefined : yield* Event.decodeLastEventId(raw)
     const access = yield* Access.Access
     const authorize = access.authorize
-    const decision = authorize === undefined ? Access.allow() : yield* authorize({
+    const decision = authorize === undefined ? allowed : yield* authorize({
       key,
       collection: params.collection!,
       id: params.id!,
@@ -163,9 +179,9 @@ const open = (
       url: new URL(request.url, "http://localhost"),
       headers: new Headers(request.headers as Record<string, string>),
       cookies: request.cookies
-    }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(Effect.logError("authorize failed", cause), Effect.fail(new AuthorizeFailed()))))
+    }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))))
     if (decision._tag === "Deny") {
-      yield* Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ key, status: decision.status }))
+      yield* log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ key, status: decision.status })))
       return errorResponse(
         decision.status,
         decision.status === 401 ? "unauthorized" : "forbidden",
@@ -178,7 +194,7 @@ const open = (
     const options = { contentType: Frame.headers["Content-Type"]!, headers: { ...Frame.headers, ...cors } }
     if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
     const recheck = access.recheck
-    const grant: Realtime.Grant = {
+    const grant: Realtime.Grant | undefined = decision === allowed && recheck === undefined ? undefined : {
       expiresAt: decision.expiresAt,
       subject: decision.subject,
       canSee: recheck === undefined ? undefined : (event) => recheck(decision.subject, event, key)
@@ -194,13 +210,13 @@ const open = (
       : HttpServerResponse.stream(Realtime.toStream(subscriber), options)
   }).pipe(
     Effect.catchTags({
-      InvalidResourceKey: (error) => refuse(400, "invalid_resource_key", error.reason),
-      InvalidLastEventId: (error) => refuse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`),
+      InvalidResourceKey: (error) => log(refuse(400, "invalid_resource_key", error.reason)),
+      InvalidLastEventId: (error) => log(refuse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
       AuthorizeFailed: () => Effect.succeed(errorResponse(500, "internal", "internal error")),
       TooManySubscribers: (error) =>
         Effect.flatMap(retryAfter, (seconds) =>
           Effect.as(
-            Effect.logWarning("subscriber limit reached").pipe(Effect.annotateLogs({ scope: error.scope, limit: error.limit })),
+            log(Effect.logWarning("subscriber limit reached").pipe(Effect.annotateLogs({ scope: error.scope, limit: error.limit }))),
             errorResponse(503, "too_many_subscribers", `subscriber limit reached (${error.scope}); retry later`).pipe(
               HttpServerResponse.setHeader("Retry-After", String(seconds))
             )
@@ -208,13 +224,15 @@ const open = (
       // The reason stays in the log: it may name internals the client has no business seeing.
       Unavailable: (error) =>
         Effect.as(
-          Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason)),
+          log(Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason))),
           errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
             HttpServerResponse.setHeader("Retry-After", "1")
           )
         )
     })
   )
+
+const allowed = Access.allow()
 
 class AuthorizeFailed extends Data.TaggedError("AuthorizeFailed") {}
 
@@ -246,7 +264,7 @@ export const layer: Layer.Layer<
   HttpLayerRouter.add(
     "GET",
     path,
-    Effect.flatMap(HttpLayerRouter.params, (params) => Effect.provideService(subscribe, PathParams, params))
+    Effect.zipWith(HttpLayerRouter.params, HttpServerRequest.HttpServerRequest, respond).pipe(Effect.flatten)
   ),
   HttpLayerRouter.add("OPTIONS", path, preflight)
 )
