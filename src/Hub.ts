@@ -231,22 +231,22 @@ export const make = (
 
     // Backfills: subscribers behind read the history through one fiber, woken
     // by a callback (no fiber per client).
-    let requests: Array<readonly [Event.ResourceKey, Subscriber, number, Mailbox.Limits, number]> = []
+    let requests: Array<readonly [Subscriber, number, Mailbox.Limits, number]> = []
     let wakeBackfill: (() => void) | undefined
     const wake = () => {
       const resume = wakeBackfill
       wakeBackfill = undefined
       resume?.()
     }
-    const backfill = (key: Event.ResourceKey) => (subscriber: Subscriber, afterSeq: number, want: Mailbox.Limits, generation: number) => {
-      requests.push([key, subscriber, afterSeq, want, generation])
+    const backfill = (subscriber: Subscriber, afterSeq: number, want: Mailbox.Limits, generation: number) => {
+      requests.push([subscriber, afterSeq, want, generation])
       wake()
     }
     yield* Effect.forkScoped(serve(() => requests.length > 0, (resume) => (wakeBackfill = resume), Effect.suspend(() => {
       const batch = requests
       requests = []
-      return Effect.forEach(batch, ([key, subscriber, afterSeq, want, generation]) =>
-        buffer.read(key, afterSeq, want).pipe(
+      return Effect.forEach(batch, ([subscriber, afterSeq, want, generation]) =>
+        buffer.read(subscriber.key, afterSeq, want).pipe(
           Effect.match({
             onFailure: () => subscriber.unavailable(generation),
             onSuccess: (read) => subscriber.fill(read, generation)
@@ -256,13 +256,23 @@ export const make = (
 
     // Mailboxes that close on their own (client gone, stalled, revoked) are
     // released by one fiber for the whole hub.
-    let closed: Array<readonly [Event.ResourceKey, Subscriber]> = []
+    let closed: Array<Subscriber> = []
     let wakeReaper: (() => void) | undefined
     yield* Effect.forkScoped(serve(() => closed.length > 0, (resume) => (wakeReaper = resume), Effect.suspend(() => {
       const batch = closed
       closed = []
-      return Effect.forEach(batch, ([key, subscriber]) => leave(key, subscriber), { discard: true })
+      return Effect.forEach(batch, (subscriber) => leave(subscriber), { discard: true })
     })))
+
+    const hooks: Mailbox.Hooks = {
+      backfill,
+      closed: (subscriber) => {
+        closed.push(subscriber)
+        const resume = wakeReaper
+        wakeReaper = undefined
+        resume?.()
+      }
+    }
 
     // Shutdown hands out what is batched, then ends every open stream cleanly.
     yield* Effect.addFinalizer(() =>
@@ -330,9 +340,10 @@ export const make = (
         )
       })
 
-    const leave = (key: Event.ResourceKey, subscriber: Subscriber) =>
+    const leave = (subscriber: Subscriber) =>
       Effect.suspend(() => {
         subscriber.close()
+        const key = subscriber.key
         const topic = topics.get(key)
         if (topic === undefined || !topic.subscribers.delete(subscriber)) return Effect.void
         if (topic.subscribers.size > 0) return count(-1)
@@ -355,20 +366,14 @@ export const make = (
         if ((topics.get(key)?.subscribers.size ?? 0) >= limits.maxSubscribersPerKey) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "key", limit: limits.maxSubscribersPerKey }))
         }
-        const subscriber = new Mailbox.Mailbox(mailboxLimits, backfill(key))
-        subscriber.onClose(() => {
-          closed.push([key, subscriber])
-          const resume = wakeReaper
-          wakeReaper = undefined
-          resume?.()
-        })
+        const subscriber = new Mailbox.Mailbox(key, mailboxLimits, hooks)
         return Effect.as(register(key, subscriber), subscriber)
       })
 
     return Hub.of({
       publish,
       join,
-      subscribe: (key) => Effect.acquireRelease(join(key), (subscriber) => leave(key, subscriber)),
+      subscribe: (key) => Effect.acquireRelease(join(key), leave),
       subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),
       totalSubscribers: Effect.sync(() => total),
       activeKeys: Effect.sync(() => topics.size),

@@ -16,6 +16,7 @@
  *
  * @internal
  */
+import type * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
 import type * as History from "./history.js"
 
@@ -72,6 +73,17 @@ export class Run {
   }
 }
 
+/** What the hub does for its mailboxes; one object shared by all of them. */
+export interface Hooks {
+  /**
+   * Read the history after `afterSeq` for `mailbox`; the answer comes back
+   * through `fill` (or `unavailable`), at most one at a time.
+   */
+  readonly backfill: (mailbox: Mailbox, afterSeq: number, limits: Limits, generation: number) => void
+  /** `mailbox` closed (once): release it. */
+  readonly closed: (mailbox: Mailbox) => void
+}
+
 type State = "opening" | "live" | "behind"
 
 export class Mailbox {
@@ -95,7 +107,6 @@ export class Mailbox {
   private waitEmpty = false
   private closed = false
   private wake: (() => void) | undefined = undefined
-  private closer: (() => void) | undefined = undefined
   /** Bytes handed on, and how many of them the client had taken at the last `checkStalled`. */
   private written = 0
   private takenAtCheck = -1
@@ -108,12 +119,13 @@ export class Mailbox {
   canSee: ((event: unknown, frame: Uint8Array) => boolean) | undefined = undefined
 
   /**
-   * @param backfill asks for the history after `lastSeq`; the answer comes
-   *   back through `fill` (or `unavailable`), at most one at a time.
+   * @param key the record this subscriber follows
+   * @param hooks what its hub does for it (one object for all its subscribers)
    */
   constructor(
+    readonly key: Event.ResourceKey,
     private readonly limits: Limits,
-    private readonly backfill: (mailbox: Mailbox, afterSeq: number, limits: Limits, generation: number) => void
+    private readonly hooks: Hooks
   ) {}
 
   /** `true` when no frame is pending and none will come. */
@@ -307,12 +319,6 @@ export class Mailbox {
     this.wake = f
   }
 
-  /** Call `f` once when the mailbox closes (now, if it already has); replaces an earlier `f`. */
-  onClose(f: () => void): void {
-    if (this.closed) f()
-    else this.closer = f
-  }
-
   /** No more frames will be accepted; what is pending still reaches the client. */
   close(): void {
     if (this.closed) return
@@ -381,34 +387,7 @@ export class Mailbox {
    * it is empty, which is when a subscriber behind reads on.
    */
   toReadableStream(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>({
-      start: (controller) =>
-        this.attach({
-          // A high-water mark of one byte: desiredSize is 1 minus the bytes queued.
-          queued: () => {
-            const desired = controller.desiredSize
-            return desired === null ? 0 : Math.max(0, 1 - desired)
-          },
-          write: (chunk) => controller.enqueue(chunk),
-          end: () => {
-            try {
-              controller.close()
-            } catch {
-              // Already closed or errored by the runtime: nothing left to end.
-            }
-          },
-          abort: () => {
-            try {
-              // No reason: Bun logs the reason of a failed response body.
-              controller.error()
-            } catch {
-              // Already closed or errored.
-            }
-          }
-        }),
-      pull: () => this.drained(),
-      cancel: () => this.lost()
-    }, { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 })
+    return new ReadableStream<Uint8Array>(new StreamSource(this), byteCount)
   }
 
   // Room for `frames` frames of `bytes` in all. A subscriber holding nothing
@@ -461,7 +440,7 @@ export class Mailbox {
     const frames = this.limits.maxFrames - this.pendingFrames - this.sinkFrames
     if (queued > 0 && (room <= 0 || frames <= 0)) return
     this.fetching = true
-    this.backfill(this, this.lastSeq, {
+    this.hooks.backfill(this, this.lastSeq, {
       maxBytes: Math.max(room, 1),
       maxFrames: Math.max(frames, 1)
     }, this.generation)
@@ -469,9 +448,7 @@ export class Mailbox {
 
   private closed_(): void {
     this.notify()
-    const closer = this.closer
-    this.closer = undefined
-    closer?.()
+    this.hooks.closed(this)
   }
 
   private notify(): void {
@@ -484,3 +461,57 @@ export class Mailbox {
 }
 
 const revokedForbidden = Frame.revoked("forbidden")
+
+// A high-water mark of one byte: desiredSize is 1 minus the bytes queued.
+const byteCount: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 }
+
+/**
+ * The web stream's source and the mailbox's sink at once: frames go straight
+ * into the stream's queue, the runtime pulls when the queue is empty (a
+ * subscriber behind reads on), cancelling ends the subscriber. A class, so
+ * that a subscriber holds no closures of its own.
+ */
+class StreamSource implements UnderlyingDefaultSource<Uint8Array>, Sink {
+  private controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
+
+  constructor(private readonly mailbox: Mailbox) {}
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller
+    this.mailbox.attach(this)
+  }
+
+  pull(): void {
+    this.mailbox.drained()
+  }
+
+  cancel(): void {
+    this.mailbox.lost()
+  }
+
+  queued(): number {
+    const desired = this.controller!.desiredSize
+    return desired === null ? 0 : Math.max(0, 1 - desired)
+  }
+
+  write(chunk: Uint8Array): void {
+    this.controller!.enqueue(chunk)
+  }
+
+  end(): void {
+    try {
+      this.controller!.close()
+    } catch {
+      // Already closed or errored by the runtime: nothing left to end.
+    }
+  }
+
+  abort(): void {
+    try {
+      // No reason: Bun logs the reason of a failed response body.
+      this.controller!.error()
+    } catch {
+      // Already closed or errored.
+    }
+  }
+}
