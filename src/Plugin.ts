@@ -139,9 +139,13 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   const runtime = ManagedRuntime.make(Layer.merge(backend, http))
   let stopped = false
 
+  // One promise per call, settled as soon as the fiber ends (at once when it
+  // never suspends: the in-memory core publishes and subscribes synchronously).
   const run = <A, E>(effect: Effect.Effect<A, E, Realtime.Realtime>): Promise<A> =>
-    runtime.runPromiseExit(effect).then((exit) =>
-      Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+    new Promise((resolve, reject) =>
+      runtime.runFork(effect).addObserver((exit) =>
+        Exit.isSuccess(exit) ? resolve(exit.value) : reject(Cause.squash(exit.cause))
+      )
     )
 
   // The host routed the request: its path params come from the context. The

@@ -6,7 +6,6 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -140,29 +139,34 @@ export const make: Effect.Effect<
   // subscriber that sees them out of order (two publishes to one record
   // interleaved) repairs the gap from the history.
   const publish: Realtime["Type"]["publish"] = (input) =>
-    Effect.gen(function*() {
-      const { event, key } = yield* Event.decode(input)
+    Effect.suspend(() => {
+      const decoded = Event.decode(input)
+      if (decoded._tag === "Left") return Effect.fail(decoded.left)
+      const { event, key } = decoded.right
       const etag = event.type === "deleted" ? undefined : event.etag
-      const id = etag !== undefined && etag !== "" ? etag : `${yield* Clock.currentTimeMillis}-${++counter}`
-      const frame = yield* Either.match(Frame.encode(event, id, config.maxFrameBytes), {
-        onLeft: Effect.fail,
-        onRight: Effect.succeed
+      return Effect.clockWith((clock): Effect.Effect<Published, PublishError> => {
+        const id = etag !== undefined && etag !== "" ? etag : `${clock.unsafeCurrentTimeMillis()}-${++counter}`
+        const frame = Frame.encode(event, id, config.maxFrameBytes)
+        if (frame._tag === "Left") return Effect.fail(frame.left)
+        return Effect.flatMap(buffer.append(key, { id, frame: frame.right }), (entry) => {
+          const published: Published = { key, id, seq: entry.seq }
+          // Over Redis the record's channel brings it here too, in order with
+          // other instances' publishes: handing it over now would only make gaps.
+          return buffer.liveFromSource
+            ? Effect.succeed(published)
+            : Effect.as(hub.publish(key, { seq: entry.seq, frame: frame.right, event }), published)
+        })
       })
-      const entry = yield* buffer.append(key, { id, frame })
-      // Over Redis the record's channel brings it here too, in order with
-      // other instances' publishes: handing it over now would only make gaps.
-      if (!buffer.liveFromSource) yield* hub.publish(key, { seq: entry.seq, frame, event })
-      return { key, id, seq: entry.seq }
     })
 
-  // Gapless handoff: the subscriber is registered for live frames first, then
-  // its position is read; what follows it (published before or since) comes
-  // from the history as its client drains, then live frames, by sequence number.
   // Jittered, so that clients cut off together do not all come back at once.
   const retryFrame = config.retryMs > 0
     ? Effect.map(Random.nextIntBetween(0, config.retryJitterMs + 1), (jitter) => Frame.retry(config.retryMs + jitter))
     : Effect.succeed(undefined)
 
+  // Gapless handoff: the subscriber is registered for live frames first, then
+  // its position is read; what follows it (published before or since) comes
+  // from the history as its client drains, then live frames, by sequence number.
   const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) => {
     if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
     const canSee = grant?.canSee

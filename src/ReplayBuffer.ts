@@ -169,7 +169,8 @@ export interface Driver {
  * @category constructors
  */
 export const make = (driver: Driver): ReplayBuffer["Type"] => {
-  const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>) => Effect.flatMap(Clock.currentTimeMillis, f)
+  const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>) =>
+    Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
   return ReplayBuffer.of({
     append: (key, { frame, id }) => withNow((now) => driver.append(key, id, frame, now)),
     since: (key, lastEventId) =>
