@@ -13,10 +13,13 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
 import * as Access from "./Access.js"
 import * as Cors from "./Cors.js"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
+import * as Mailbox from "./internal/mailbox.js"
+import { NodeBody } from "./internal/nodeBody.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 
@@ -203,11 +206,16 @@ const open = (
     // Opened before the response starts, so a refusal is a status, not a cut stream.
     const subscriber = yield* realtime.open(key, last, grant)
     // A server that speaks web Responses (Bun, workerd, web handlers) gets a
-    // ReadableStream fed straight from the subscriber's mailbox; others (Node)
-    // an Effect Stream over the same mailbox.
-    return request.source instanceof Request
-      ? HttpServerResponse.raw(subscriber.toReadableStream(), options)
-      : HttpServerResponse.stream(Realtime.toStream(subscriber), options)
+    // ReadableStream fed straight from the subscriber's mailbox.
+    if (request.source instanceof Request) return HttpServerResponse.raw(subscriber.toReadableStream(), options)
+    // Node's server pipes a raw body into its response: an iterator over the
+    // mailbox, closed when the request's scope ends (the client left).
+    const scope = yield* Effect.serviceOption(Scope.Scope)
+    if (subscriber instanceof Mailbox.Mailbox && isNodeRequest(request.source) && scope._tag === "Some") {
+      yield* Scope.addFinalizer(scope.value, Effect.sync(() => subscriber.close()))
+      return HttpServerResponse.raw(new NodeBody(subscriber), options)
+    }
+    return HttpServerResponse.stream(Realtime.toStream(subscriber), options)
   }).pipe(
     Effect.catchTags({
       InvalidResourceKey: (error) => log(refuse(400, "invalid_resource_key", error.reason)),
@@ -233,6 +241,10 @@ const open = (
   )
 
 const allowed = Access.allow()
+
+// An `http.IncomingMessage` (a Node `Readable`).
+const isNodeRequest = (source: unknown): boolean =>
+  typeof source === "object" && source !== null && typeof (source as { pipe?: unknown }).pipe === "function"
 
 class AuthorizeFailed extends Data.TaggedError("AuthorizeFailed") {}
 
