@@ -65,6 +65,7 @@ const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat | Repla
     return Hub.Hub.of({
       ...hub,
       publish: (_key, message) => hub.publish(record, message),
+      unsafePublish: (_key, message) => hub.unsafePublish(record, message),
       join: () => hub.join(record),
       subscribe: () => hub.subscribe(record),
       subscriberCount: () => hub.subscriberCount(record)

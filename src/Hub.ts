@@ -67,8 +67,10 @@ interface Topic {
  * @category tags
  */
 export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
-  /** Hand `message` to every current subscriber of `key`. */
+  /** Hand `message` to every current subscriber of `key` (at the end of this turn of the event loop). */
   readonly publish: (key: Event.ResourceKey, message: Message) => Effect.Effect<void>
+  /** `publish` as a plain call. */
+  readonly unsafePublish: (key: Event.ResourceKey, message: Message) => void
   /** A new subscriber of `key`, registered until the scope closes (then its mailbox closes too). */
   readonly subscribe: (
     key: Event.ResourceKey
@@ -193,11 +195,10 @@ export const make = (
       }
     }
 
-    const publish = (key: Event.ResourceKey, message: Message) =>
-      Effect.sync(() => {
-        const topic = topics.get(key)
-        if (topic !== undefined) enqueue(topic, message)
-      })
+    const unsafePublish = (key: Event.ResourceKey, message: Message) => {
+      const topic = topics.get(key)
+      if (topic !== undefined) enqueue(topic, message)
+    }
 
     // One heartbeat for the hub: each beat first ends the subscribers that took
     // nothing over the last interval while frames waited (workerd, for one,
@@ -371,7 +372,8 @@ export const make = (
       })
 
     return Hub.of({
-      publish,
+      publish: (key, message) => Effect.sync(() => unsafePublish(key, message)),
+      unsafePublish,
       join,
       subscribe: (key) => Effect.acquireRelease(join(key), leave),
       subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),

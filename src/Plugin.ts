@@ -165,6 +165,28 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
       Effect.map((response) => HttpServerResponse.toWeb(response))
     ))
 
+  // In memory the core publishes as a plain call (no fiber per publish), once
+  // the first publish has found it; other backends go through the runtime.
+  let direct: NonNullable<Realtime.Realtime["Type"]["unsafePublish"]> | undefined = undefined
+  let looked = false
+  const publish = (event: RealtimeEvent): Promise<Realtime.Published> => {
+    if (direct !== undefined) {
+      try {
+        const published = direct(event)
+        return published._tag === "Right" ? Promise.resolve(published.right) : Promise.reject(published.left)
+      } catch (defect) {
+        return Promise.reject(defect)
+      }
+    }
+    return run(Effect.flatMap(Realtime.Realtime, (realtime) => {
+      if (!looked && !stopped) {
+        looked = true
+        direct = realtime.unsafePublish
+      }
+      return realtime.publish(event)
+    }))
+  }
+
   const stoppedResponse = () =>
     Promise.resolve(Response.json({ error: "stopped", message: "realtime plugin stopped" }, { status: 503 }))
 
@@ -181,9 +203,10 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
     },
     services: {
       realtime: {
-        publish: (event) => run(Effect.flatMap(Realtime.Realtime, (realtime) => realtime.publish(event))),
+        publish,
         stop: () => {
           stopped = true
+          direct = undefined
           return runtime.dispose()
         },
         __subscriberCount: (slug, id) =>

@@ -96,6 +96,13 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
   /** Validate, encode once, buffer and fan out one record event. */
   readonly publish: (event: typeof Event.RealtimeEvent.Encoded) => Effect.Effect<Published, PublishError>
   /**
+   * `publish` as a plain call, where the buffer appends without waiting (in
+   * memory); `undefined` elsewhere (Redis, Durable Objects). For hosts that
+   * call from outside Effect (the PluginDef): no fiber per publish. Time comes
+   * from the `Clock` the service was built with.
+   */
+  readonly unsafePublish: ((event: typeof Event.RealtimeEvent.Encoded) => Either.Either<Published, PublishError>) | undefined
+  /**
    * Register a subscriber of `key`, primed with what it is owed after
    * `lastEventId`, until it closes (its client leaves or stalls for a
    * heartbeat interval, its grant ends, or the service shuts down).
@@ -138,26 +145,47 @@ export const make: Effect.Effect<
   // No lock: the buffer's driver assigns each record's sequence numbers, and a
   // subscriber that sees them out of order (two publishes to one record
   // interleaved) repairs the gap from the history.
+  // Validate and encode: the event, its key, id and frame.
+  const prepare = (
+    input: typeof Event.RealtimeEvent.Encoded,
+    now: number
+  ): Either.Either<
+    { readonly event: Event.RealtimeEvent; readonly key: Event.ResourceKey; readonly id: string; readonly frame: Uint8Array },
+    PublishError
+  > => {
+    const decoded = Event.decode(input)
+    if (decoded._tag === "Left") return Either.left(decoded.left)
+    const { event, key } = decoded.right
+    const etag = event.type === "deleted" ? undefined : event.etag
+    const id = etag !== undefined && etag !== "" ? etag : `${now}-${++counter}`
+    return Either.map(Frame.encode(event, id, config.maxFrameBytes), (frame) => ({ event, key, id, frame }))
+  }
+
   const publish: Realtime["Type"]["publish"] = (input) =>
-    Effect.suspend(() => {
-      const decoded = Event.decode(input)
-      if (decoded._tag === "Left") return Effect.fail(decoded.left)
-      const { event, key } = decoded.right
-      const etag = event.type === "deleted" ? undefined : event.etag
-      return Effect.clockWith((clock): Effect.Effect<Published, PublishError> => {
-        const id = etag !== undefined && etag !== "" ? etag : `${clock.unsafeCurrentTimeMillis()}-${++counter}`
-        const frame = Frame.encode(event, id, config.maxFrameBytes)
-        if (frame._tag === "Left") return Effect.fail(frame.left)
-        return Effect.flatMap(buffer.append(key, { id, frame: frame.right }), (entry) => {
-          const published: Published = { key, id, seq: entry.seq }
-          // Over Redis the record's channel brings it here too, in order with
-          // other instances' publishes: handing it over now would only make gaps.
-          return buffer.liveFromSource
-            ? Effect.succeed(published)
-            : Effect.as(hub.publish(key, { seq: entry.seq, frame: frame.right, event }), published)
-        })
+    Effect.clockWith((clock): Effect.Effect<Published, PublishError> => {
+      const prepared = prepare(input, clock.unsafeCurrentTimeMillis())
+      if (prepared._tag === "Left") return Effect.fail(prepared.left)
+      const { event, frame, id, key } = prepared.right
+      return Effect.flatMap(buffer.append(key, { id, frame }), (entry) => {
+        const published: Published = { key, id, seq: entry.seq }
+        // Over Redis the record's channel brings it here too, in order with
+        // other instances' publishes: handing it over now would only make gaps.
+        return buffer.liveFromSource
+          ? Effect.succeed(published)
+          : Effect.as(hub.publish(key, { seq: entry.seq, frame, event }), published)
       })
     })
+
+  const clock = yield* Effect.clock
+  const append = buffer.liveFromSource ? undefined : buffer.unsafeAppend
+  const unsafePublish: Realtime["Type"]["unsafePublish"] = append === undefined ? undefined : (input) => {
+    const now = clock.unsafeCurrentTimeMillis()
+    return Either.map(prepare(input, now), ({ event, frame, id, key }) => {
+      const { seq } = append(key, { id, frame }, now)
+      hub.unsafePublish(key, { seq, frame, event })
+      return { key, id, seq }
+    })
+  }
 
   // Jittered, so that clients cut off together do not all come back at once.
   const retryFrame = config.retryMs > 0
@@ -209,7 +237,7 @@ export const make: Effect.Effect<
       return framesOf(subscriber)
     }))
 
-  return Realtime.of({ publish, open, subscribe })
+  return Realtime.of({ publish, unsafePublish, open, subscribe })
 })
 
 // Each pull takes every frame waiting, as one chunk of the shared frames.

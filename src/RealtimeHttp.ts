@@ -86,7 +86,7 @@ export const errorResponse = (status: number, error: string, message: string): H
  * @category utils
  */
 export const lastEventId = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
-  const header = request.headers["last-event-id"]
+  const header = headerOf(request, "last-event-id")
   if (header !== undefined && header !== "") return header
   const query = request.url.indexOf("?")
   if (query === -1) return undefined
@@ -119,7 +119,7 @@ export const preflight: Effect.Effect<HttpServerResponse.HttpServerResponse, nev
 
 // A request id for the logs: the client's or proxy's when it is a plain token, else a fresh one.
 const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
-  const given = request.headers["x-request-id"] ?? request.headers["cf-ray"]
+  const given = headerOf(request, "x-request-id") ?? headerOf(request, "cf-ray")
   return given !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : crypto.randomUUID()
 }
 
@@ -154,12 +154,13 @@ export const respond = (
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
   Effect.flatMap(Cors.Cors, (options) => {
-    const cors = Cors.headers(options, request.headers["origin"])
+    const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
     // Refusals are logged with the record and the request id; an accepted
     // subscribe logs nothing and draws no id.
     const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.annotateLogs(effect, { requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
-    return Effect.map(open(params, request, cors, log), HttpServerResponse.setHeaders(cors))
+    const opened = open(params, request, cors, log)
+    return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
   })
 
 const open = (
@@ -180,7 +181,9 @@ const open = (
       id: params.id!,
       method: request.method,
       url: new URL(request.url, "http://localhost"),
-      headers: new Headers(request.headers as Record<string, string>),
+      headers: request.source instanceof Request
+        ? new Headers(request.source.headers)
+        : new Headers(request.headers as Record<string, string>),
       cookies: request.cookies
     }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))))
     if (decision._tag === "Deny") {
@@ -194,7 +197,7 @@ const open = (
     if (decision.expiresAt !== undefined && decision.expiresAt <= (yield* Clock.currentTimeMillis)) {
       return errorResponse(401, "unauthorized", "the grant has expired")
     }
-    const options = { contentType: Frame.headers["Content-Type"]!, headers: { ...Frame.headers, ...cors } }
+    const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
     if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
     const recheck = access.recheck
     const grant: Realtime.Grant | undefined = decision === allowed && recheck === undefined ? undefined : {
@@ -241,6 +244,16 @@ const open = (
   )
 
 const allowed = Access.allow()
+
+// CORS off: no headers to add (the common case, spared its copies).
+const noCors: Record<string, string> = {}
+const streamOptions = { contentType: Frame.headers["Content-Type"]!, headers: Frame.headers }
+
+// One request header; a web request's are read where they are, not converted all.
+const headerOf = (request: HttpServerRequest.HttpServerRequest, name: string): string | undefined => {
+  if (request.source instanceof Request) return request.source.headers.get(name) ?? undefined
+  return request.headers[name]
+}
 
 // An `http.IncomingMessage` (a Node `Readable`).
 const isNodeRequest = (source: unknown): boolean =>

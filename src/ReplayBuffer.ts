@@ -134,6 +134,12 @@ export class ReplayBuffer extends Context.Tag("@saacms/realtime/ReplayBuffer")<R
    * appends in order), so `publish` must not hand them the frame itself.
    */
   readonly liveFromSource: boolean
+  /**
+   * `append` as a plain call, for backends that append in this process
+   * without waiting (memory), at the time `now` (`Clock` ms); `undefined`
+   * elsewhere. Lets a host's publish skip a fiber (see `Realtime.unsafePublish`).
+   */
+  readonly unsafeAppend: ((key: Event.ResourceKey, event: { readonly id: string; readonly frame: Uint8Array }, now: number) => Entry) | undefined
 }>() {}
 
 /**
@@ -159,6 +165,8 @@ export interface Driver {
   readonly stats: Effect.Effect<Stats>
   /** See `ReplayBuffer.liveFromSource`. */
   readonly liveFromSource?: boolean | undefined
+  /** `append` as a plain call, when it never waits (see `ReplayBuffer.unsafeAppend`). */
+  readonly unsafeAppend?: ((key: Event.ResourceKey, id: string, frame: Uint8Array, now: number) => Entry) | undefined
 }
 
 /**
@@ -191,7 +199,10 @@ export const make = (driver: Driver): ReplayBuffer["Type"] => {
     release: driver.release,
     size: (key) => withNow((now) => driver.size(key, now)),
     stats: driver.stats,
-    liveFromSource: driver.liveFromSource === true
+    liveFromSource: driver.liveFromSource === true,
+    unsafeAppend: driver.unsafeAppend === undefined
+      ? undefined
+      : ((unsafeAppend) => (key, { frame, id }, now) => unsafeAppend(key, id, frame, now))(driver.unsafeAppend)
   })
 }
 
@@ -209,7 +220,8 @@ export const makeMemoryDriver = (store: MemoryStore): Driver => ({
   retain: (key) => Effect.sync(() => store.retain(key)),
   release: (key) => Effect.sync(() => store.release(key)),
   size: (key, now) => Effect.sync(() => store.size(key, now)),
-  stats: Effect.sync(() => store.stats())
+  stats: Effect.sync(() => store.stats()),
+  unsafeAppend: (key, id, frame, now) => store.append(key, id, frame, now)
 })
 
 /**

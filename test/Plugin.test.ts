@@ -115,6 +115,40 @@ describe("Plugin", () => {
         assert.strictEqual((rejected as { _tag: string })._tag, "InvalidEvent")
       })))
 
+  it.live("every publish answers with a promise, the first (through the runtime) and the later ones (plain calls) alike; refused ones change nothing", () =>
+    withPlugin({ maxFrameBytes: 1024 }, (plugin) =>
+      Effect.gen(function*() {
+        const publish = (event: unknown) =>
+          Effect.promise(() =>
+            Promise.resolve().then(() => plugin.services.realtime.publish(event as Plugin.RealtimeEvent)).then(
+              (published) => ({ published, tag: "Published" }),
+              (error: { _tag?: string }) => ({ published: undefined, tag: error._tag ?? "Error" })
+            )
+          )
+        const refused: Array<string> = []
+        for (let round = 1; round <= 2; round++) {
+          const ok = yield* publish({ type: "changed", slug: "posts", id: "1", record: { round }, etag: `r${round}` })
+          assert.deepStrictEqual(ok.published, { key: "posts:1", id: `r${round}`, seq: round })
+          for (
+            const bad of [
+              { type: "changed", slug: "posts", id: "1", record: {}, etag: "a\nb" },
+              { type: "changed", slug: "po:sts", id: "1", record: {} },
+              { type: "changed", slug: "posts", id: "1", record: { body: "x".repeat(2048) } },
+              { type: "changed", slug: "posts", id: "1", record: { toJSON: () => { throw new Error("boom") } } }
+            ]
+          ) refused.push((yield* publish(bad)).tag)
+        }
+        assert.deepStrictEqual(refused, [
+          ...["InvalidEvent", "InvalidResourceKey", "FrameTooLarge", "InvalidEvent"],
+          ...["InvalidEvent", "InvalidResourceKey", "FrameTooLarge", "InvalidEvent"]
+        ])
+        // Nothing refused took a sequence number.
+        const next = yield* publish({ type: "deleted", slug: "posts", id: "1" })
+        assert.strictEqual(next.published?.seq, 3)
+        yield* Effect.promise(() => plugin.services.realtime.stop())
+        assert.notStrictEqual((yield* publish({ type: "deleted", slug: "posts", id: "1" })).tag, "Published")
+      })))
+
   it.live("stop() ends every open stream and frees everything", () =>
     Effect.gen(function*() {
       const plugin = realtime()

@@ -193,7 +193,7 @@ export const make = (binding: DurableObjectNamespaceLike): Realtime.Realtime["Ty
       )
     )
 
-  return Realtime.Realtime.of({ publish, open, subscribe })
+  return Realtime.Realtime.of({ publish, unsafePublish: undefined, open, subscribe })
 }
 
 /**
