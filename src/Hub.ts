@@ -163,11 +163,11 @@ export const make = (
     let scheduled = false
     const flush = () => {
       scheduled = false
-      const topics = dirty
+      const ready = dirty
       dirty = []
       dirtyBytes = 0
       let slow = 0
-      for (const topic of topics) {
+      for (const topic of ready) {
         const batch = topic.batch
         topic.batch = []
         if (batch.length === 1) {
