@@ -23,6 +23,7 @@ import type * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Mailbox from "./internal/mailbox.js"
+import { afterTurn } from "./internal/turn.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -388,13 +389,6 @@ export const make = (
       })
     })
   })
-
-// The end of the current turn of the event loop: after the promise jobs of
-// the code that publishes (a host awaiting each publish in turn), before the
-// next I/O. workerd has no setImmediate; a zero timer is its next turn.
-const afterTurn: (f: () => void) => void = typeof globalThis.setImmediate === "function"
-  ? (f) => globalThis.setImmediate(f)
-  : (f) => globalThis.setTimeout(f, 0)
 
 // A fiber that runs `work` whenever `ready()` holds, sleeping (no timer) until
 // `park` hands it the function that wakes it.
