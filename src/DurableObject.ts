@@ -14,10 +14,13 @@
 import type * as Access from "./Access.js"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import type * as Event from "./Event.js"
+import * as Mailbox from "./internal/mailbox.js"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
 import * as DurableObjectHttp from "./DurableObject/Http.js"
+import * as Socket from "./DurableObject/Socket.js"
 import * as Storage from "./DurableObject/Storage.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
@@ -37,6 +40,12 @@ export interface DurableObjectStateLike {
   readonly id?: { readonly name?: string | undefined } | undefined
   readonly storage: Storage.StorageLike
   blockConcurrencyWhile<T>(callback: () => Promise<T>): Promise<T>
+  /** The hibernation API (workerd): hand a server socket to the runtime. */
+  acceptWebSocket?(socket: Socket.WebSocketLike, tags?: Array<string>): void
+  /** The sockets accepted and still open, restored after hibernation. */
+  getWebSockets?(): Array<Socket.WebSocketLike>
+  /** A message the runtime answers on the object's behalf, without waking it. */
+  setWebSocketAutoResponse?(pair?: unknown): void
 }
 
 /**
@@ -66,7 +75,7 @@ const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat | Repla
       ...hub,
       publish: (_key, message) => hub.publish(record, message),
       unsafePublish: (_key, message) => hub.unsafePublish(record, message),
-      join: () => hub.join(record),
+      join: (_key, options) => hub.join(record, options),
       subscribe: () => hub.subscribe(record),
       subscriberCount: () => hub.subscriberCount(record)
     })
@@ -123,6 +132,9 @@ export class SaacmsRealtimeDO {
   readonly #name: string | undefined
   readonly #storage: Storage.StorageLike
   readonly #recheck: Access.Recheck | undefined
+  /** Subscribers over hibernatable sockets, by socket (rebuilt when the object wakes). */
+  readonly #sockets = new Map<Socket.WebSocketLike, Realtime.Subscriber>()
+  readonly #host: DurableObjectHttp.SocketHost | undefined
 
   /**
    * This class with other defaults, for hosts that configure in code: export
@@ -146,16 +158,74 @@ export class SaacmsRealtimeDO {
     this.#recheck = options?.recheck
     // provideMerge: the handlers read the configuration too (the body limit).
     this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provideMerge(layerConfig(env, options))))
-    // A woken object restores its history before it serves a request.
-    void state.blockConcurrencyWhile(() => this.#runtime.runtime().then(() => undefined, () => undefined))
+    const acceptWebSocket = state.acceptWebSocket?.bind(state)
+    this.#host = acceptWebSocket === undefined ? undefined : {
+      accept: (socket, subscriber, attachment) => {
+        acceptWebSocket(socket)
+        socket.serializeAttachment(attachment)
+        this.#sockets.set(socket, subscriber)
+      },
+      count: () => this.#sockets.size,
+      instance: crypto.randomUUID()
+    }
+    // Pings from the Worker are answered by the runtime: they never wake the object.
+    const Pair = (globalThis as { readonly WebSocketRequestResponsePair?: new(request: string, response: string) => unknown })
+      .WebSocketRequestResponsePair
+    if (Pair !== undefined) state.setWebSocketAutoResponse?.(new Pair(Socket.ping, Socket.pong))
+    // A woken object restores its history, then re-attaches the sockets that
+    // stayed open while it slept, before it serves anything.
+    void state.blockConcurrencyWhile(() =>
+      this.#runtime.runtime().then(() => this.#reattach(state.getWebSockets?.() ?? [])).then(() => undefined, () => undefined)
+    )
+  }
+
+  // Every socket was handed everything before the object slept: each goes on
+  // from the head of the record, with the grant its attachment kept.
+  #reattach(sockets: Array<Socket.WebSocketLike>): Promise<void> {
+    const key = (this.#name ?? DurableObjectHttp.record) as Event.ResourceKey
+    return this.#runtime.runPromise(Effect.forEach(sockets, (socket) =>
+      Effect.flatMap(Realtime.Realtime, (realtime) =>
+        realtime.open(key, undefined, DurableObjectHttp.grantFromAttachment(Socket.attachmentOf(socket), this.#recheck, key), {
+          heartbeat: false,
+          opening: false
+        })).pipe(
+          Effect.match({
+            onFailure: () => Socket.close(socket, 1011, "could not resume"),
+            onSuccess: (subscriber) => {
+              if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(socket))
+              this.#sockets.set(socket, subscriber)
+            }
+          })
+        ), { discard: true }))
   }
 
   /** Answer one binding request: subscribe (GET, SSE), publish (POST, 204) or stats (GET, JSON). */
   fetch(request: Request): Promise<Response> {
-    return this.#runtime.runPromise(DurableObjectHttp.handle(request, this.#name, this.#storage, this.#recheck)).catch(() =>
+    return this.#runtime.runPromise(DurableObjectHttp.handle(request, this.#name, this.#storage, this.#recheck, this.#host)).catch(() =>
       // Only a core that could not start (its configuration, its storage) gets here; the log has why.
       Response.json({ error: "internal", message: "internal error" }, { status: 500 })
     )
+  }
+
+  /** A message on a subscriber's socket: nothing to do (its pings are answered by the runtime). */
+  webSocketMessage(): void {}
+
+  /** A subscriber's socket closed: release its subscriber and finish the closing handshake. */
+  webSocketClose(socket: Socket.WebSocketLike, code: number, reason: string): void {
+    this.#release(socket)
+    // 1005 and 1006 say no code was given; they cannot be sent back.
+    Socket.close(socket, code === 1005 || code === 1006 ? 1000 : code, reason)
+  }
+
+  /** A subscriber's socket failed: release its subscriber. */
+  webSocketError(socket: Socket.WebSocketLike): void {
+    this.#release(socket)
+    Socket.close(socket, 1011, "socket failed")
+  }
+
+  #release(socket: Socket.WebSocketLike): void {
+    this.#sockets.get(socket)?.close()
+    this.#sockets.delete(socket)
   }
 
   /** The storage alarm: delete the entries that have aged out, schedule the next. */

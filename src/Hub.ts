@@ -81,7 +81,10 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
    * cancels its stream, it stalls, or the hub shuts down. For adapters that
    * hand the mailbox to a socket and hold no fiber per client.
    */
-  readonly join: (key: Event.ResourceKey) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable>
+  readonly join: (
+    key: Event.ResourceKey,
+    options?: JoinOptions | undefined
+  ) => Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable>
   /** Current subscribers of `key`. */
   readonly subscriberCount: (key: Event.ResourceKey) => Effect.Effect<number>
   /** Current subscribers over all records. */
@@ -91,6 +94,20 @@ export class Hub extends Context.Tag("@saacms/realtime/Hub")<Hub, {
   /** Bytes waiting for clients, over all subscribers (each holds at most `maxQueuedBytes`). */
   readonly queuedBytes: Effect.Effect<number>
 }>() {}
+
+/**
+ * How a subscriber joins. `heartbeat: false` is for a client that keeps its
+ * connection alive by other means (a Durable Object's hibernatable socket,
+ * answered by the runtime): it gets no `:keepalive`, is never ended as
+ * stalled, and does not keep the hub's heartbeat running (a heartbeat would
+ * keep the object from hibernating).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JoinOptions {
+  readonly heartbeat?: boolean | undefined
+}
 
 /**
  * Subscribers over all records, as an Effect metric.
@@ -209,6 +226,7 @@ export const make = (
       let stalled = 0
       for (const topic of topics.values()) {
         for (const subscriber of topic.subscribers) {
+          if (!subscriber.heartbeat) continue
           if (subscriber.checkStalled()) stalled++
           else if (!expired(subscriber)) subscriber.offer(keepalive)
         }
@@ -220,6 +238,8 @@ export const make = (
         )
       )
     })
+    // It runs while any subscriber needs it.
+    let beaters = 0
     let beating: Scope.CloseableScope | undefined
     const startHeartbeat = Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
       beating = scope
@@ -230,6 +250,15 @@ export const make = (
       beating = undefined
       return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
     })
+    const beatsFor = (delta: number) => {
+      beaters += delta
+      return delta > 0 && beaters === delta ? startHeartbeat : delta < 0 && beaters === 0 ? stopHeartbeat : Effect.void
+    }
+    const beatersIn = (subscribers: Iterable<Subscriber>) => {
+      let n = 0
+      for (const subscriber of subscribers) if (subscriber.heartbeat) n++
+      return n
+    }
 
     // Backfills: subscribers behind read the history through one fiber, woken
     // by a callback (no fiber per client).
@@ -312,17 +341,18 @@ export const make = (
     // before any of them reads its history, and later ones wait for that too.
     const register = (key: Event.ResourceKey, subscriber: Subscriber): Effect.Effect<void, RealtimeError.Unavailable> =>
       Effect.suspend(() => {
+        const joined = Effect.zipRight(count(1), subscriber.heartbeat ? beatsFor(1) : Effect.void)
         const existing = topics.get(key)
         if (existing !== undefined) {
           existing.subscribers.add(subscriber)
           const pending = existing.pending
-          return pending === undefined ? count(1) : Effect.zipRight(count(1), Deferred.await(pending))
+          return pending === undefined ? joined : Effect.zipRight(joined, Deferred.await(pending))
         }
         const pending = Deferred.unsafeMake<void, RealtimeError.Unavailable>(FiberId.none)
         const topic: Topic = { subscribers: new Set([subscriber]), pending, batch: [] }
         topics.set(key, topic)
         return Effect.zipRight(
-          Effect.all([count(1), topics.size === 1 ? startHeartbeat : Effect.void], { discard: true }),
+          joined,
           Effect.flatMap(Effect.exit(buffer.retain(key, liveOf(topic))), (exit) => {
             topic.pending = undefined
             if (exit._tag === "Success") return Deferred.done(pending, exit)
@@ -333,7 +363,7 @@ export const make = (
               Effect.all([
                 count(-refused.size),
                 Deferred.done(pending, exit),
-                topics.size === 0 ? stopHeartbeat : Effect.void,
+                beatsFor(-beatersIn(refused)),
                 Effect.sync(() => refused.forEach((s) => s.close()))
               ], { discard: true }),
               exit
@@ -348,19 +378,19 @@ export const make = (
         const key = subscriber.key
         const topic = topics.get(key)
         if (topic === undefined || !topic.subscribers.delete(subscriber)) return Effect.void
-        if (topic.subscribers.size > 0) return count(-1)
+        const left = Effect.zipRight(count(-1), subscriber.heartbeat ? beatsFor(-1) : Effect.void)
+        if (topic.subscribers.size > 0) return left
         topics.delete(key)
         return Effect.all([
-          count(-1),
+          left,
           // A source still starting is released once it has.
           topic.pending === undefined
             ? buffer.release(key)
-            : Effect.forkDaemon(Effect.zipRight(Effect.exit(Deferred.await(topic.pending)), buffer.release(key))),
-          topics.size === 0 ? stopHeartbeat : Effect.void
+            : Effect.forkDaemon(Effect.zipRight(Effect.exit(Deferred.await(topic.pending)), buffer.release(key)))
         ], { discard: true })
       })
 
-    const join = (key: Event.ResourceKey) =>
+    const join = (key: Event.ResourceKey, options?: JoinOptions | undefined) =>
       Effect.suspend((): Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable> => {
         if (total >= limits.maxSubscribers) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "process", limit: limits.maxSubscribers }))
@@ -368,7 +398,7 @@ export const make = (
         if ((topics.get(key)?.subscribers.size ?? 0) >= limits.maxSubscribersPerKey) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "key", limit: limits.maxSubscribersPerKey }))
         }
-        const subscriber = new Mailbox.Mailbox(key, mailboxLimits, hooks)
+        const subscriber = new Mailbox.Mailbox(key, mailboxLimits, hooks, options?.heartbeat !== false)
         return Effect.as(register(key, subscriber), subscriber)
       })
 

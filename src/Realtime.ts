@@ -78,6 +78,19 @@ export interface Grant {
 }
 
 /**
+ * How `open` attaches a subscriber: `heartbeat` as in `Hub.JoinOptions`;
+ * `opening: false` sends no opening (`:keepalive`, `retry:`), for a
+ * connection re-attached where its client already is (a hibernated socket
+ * whose object woke up).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OpenOptions extends Hub.JoinOptions {
+  readonly opening?: boolean | undefined
+}
+
+/**
  * The errors of `open` and `subscribe`.
  *
  * @since 0.1.0
@@ -111,7 +124,8 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
   readonly open: (
     key: Event.ResourceKey,
     lastEventId?: string | undefined,
-    grant?: Grant | undefined
+    grant?: Grant | undefined,
+    options?: OpenOptions | undefined
   ) => Effect.Effect<Subscriber, SubscribeError>
   /**
    * The SSE bytes for one record: `:keepalive`, `retry:`, then what the
@@ -141,6 +155,7 @@ export const make: Effect.Effect<
   const hub = yield* Hub.Hub
   let counter = 0
   const noId = Either.right(undefined)
+  const noRetry = Effect.succeed(undefined)
 
   // No lock: the buffer's driver assigns each record's sequence numbers, and a
   // subscriber that sees them out of order (two publishes to one record
@@ -195,7 +210,13 @@ export const make: Effect.Effect<
   // Gapless handoff: the subscriber is registered for live frames first, then
   // its position is read; what follows it (published before or since) comes
   // from the history as its client drains, then live frames, by sequence number.
-  const prime = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) => {
+  const prime = (
+    subscriber: Hub.Subscriber,
+    key: Event.ResourceKey,
+    last: string | undefined,
+    grant: Grant | undefined,
+    opening = true
+  ) => {
     if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
     const canSee = grant?.canSee
     if (canSee !== undefined) {
@@ -209,12 +230,13 @@ export const make: Effect.Effect<
         }
       }
     }
-    return Effect.zipWith(buffer.since(key, last), retryFrame, (since, retry) => {
-      const opening = [Frame.keepalive]
-      if (retry !== undefined) opening.push(retry)
-      if (since._tag === "Resync") opening.push(Frame.resync(since.newestId))
+    return Effect.zipWith(buffer.since(key, last), opening ? retryFrame : noRetry, (since, retry) => {
+      const frames = opening ? [Frame.keepalive] : []
+      if (retry !== undefined) frames.push(retry)
+      if (since._tag === "Resync") frames.push(Frame.resync(since.newestId))
       // The opening is this subscriber's own (its retry hint is drawn for it): one chunk.
-      subscriber.begin(since._tag === "Resync" ? since.lastSeq : since.fromSeq, since.lastSeq, Frame.concat(opening))
+      const from = since._tag === "Resync" ? since.lastSeq : since.fromSeq
+      subscriber.begin(from, since.lastSeq, frames.length === 0 ? undefined : Frame.concat(frames))
       return subscriber
     })
   }
@@ -223,12 +245,19 @@ export const make: Effect.Effect<
     lastEventId === undefined ? noId : Event.decodeLastEventId(lastEventId)
 
   // A subscriber whose position cannot be read is released at once.
-  const primed = (subscriber: Hub.Subscriber, key: Event.ResourceKey, last: string | undefined, grant: Grant | undefined) =>
-    Effect.tapError(prime(subscriber, key, last, grant), () => Effect.sync(() => subscriber.close()))
+  const primed = (
+    subscriber: Hub.Subscriber,
+    key: Event.ResourceKey,
+    last: string | undefined,
+    grant: Grant | undefined,
+    opening?: boolean
+  ) => Effect.tapError(prime(subscriber, key, last, grant, opening), () => Effect.sync(() => subscriber.close()))
 
-  const open: Realtime["Type"]["open"] = (key, lastEventId, grant) =>
+  const open: Realtime["Type"]["open"] = (key, lastEventId, grant, options) =>
     Effect.flatMap(lastId(lastEventId), (last) =>
-      Effect.uninterruptible(Effect.flatMap(hub.join(key), (subscriber) => primed(subscriber, key, last, grant))))
+      Effect.uninterruptible(
+        Effect.flatMap(hub.join(key, options), (subscriber) => primed(subscriber, key, last, grant, options?.opening !== false))
+      ))
 
   const subscribe: Realtime["Type"]["subscribe"] = (key, lastEventId, grant) =>
     Stream.unwrapScoped(Effect.gen(function*() {

@@ -71,10 +71,15 @@ const subscribe = (id: string, headers: Record<string, string> = {}, query = "")
   )
 
 /** The object's own account of itself (binding `GET` with `Accept: application/json`). */
+/** The object's counts (its stats also name its sockets and instance; these tests open no socket). */
 const stats = (id: string) =>
   Effect.flatMap(
     request(`/object/posts:${id}`, { headers: { Accept: "application/json" } }),
-    (response) => json(response) as Effect.Effect<{ subscribers: number; heartbeats: number; stored: number }>
+    (response) =>
+      Effect.map(json(response), (all) => {
+        assert.strictEqual(all.sockets, 0)
+        return { subscribers: all.subscribers as number, heartbeats: all.heartbeats as number, stored: all.stored as number }
+      })
   )
 
 const ids = (received: Sse.Received) => received.events.map((event) => event.id)

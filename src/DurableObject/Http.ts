@@ -1,6 +1,7 @@
 /**
  * The binding requests a `SaacmsRealtimeDO` answers, as Effects over
- * `Realtime`: `GET` + `Accept: text/event-stream` subscribes, `POST` with a
+ * `Realtime`: `GET` + `Accept: text/event-stream` subscribes, `GET` +
+ * `Upgrade: websocket` subscribes over a hibernatable socket, `POST` with a
  * JSON event publishes. Errors are JSON bodies with a 4xx status; nothing
  * internal leaves the object.
  *
@@ -16,6 +17,8 @@ import * as Hub from "../Hub.js"
 import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as ReplayBuffer from "../ReplayBuffer.js"
+import * as Mailbox from "../internal/mailbox.js"
+import * as Socket from "./Socket.js"
 import * as Storage from "./Storage.js"
 
 /**
@@ -57,10 +60,8 @@ export const subscribe = (
 ): Effect.Effect<Response, never, Realtime.Realtime> =>
   Effect.gen(function*() {
     const realtime = yield* Realtime.Realtime
-    const header = request.headers.get("Last-Event-ID")
-    const last = header !== null && header !== "" ? header : new URL(request.url).searchParams.get("lastEventId")
     const key = (name ?? record) as Event.ResourceKey
-    const subscriber = yield* realtime.open(key, last === null || last === "" ? undefined : last, grantOf(request, recheck, key))
+    const subscriber = yield* realtime.open(key, lastEventIdOf(request), grantOf(request, recheck, key))
     const body = subscriber.toReadableStream()
     if (IdentityTransformStream === undefined) return new Response(body, { headers: Frame.headers })
     // workerd never cancels `body` when the client leaves, and keeps taking
@@ -71,17 +72,80 @@ export const subscribe = (
       // Released by the cancel.
     })
     return new Response(pipe.readable, { headers: Frame.headers })
-  }).pipe(
-    Effect.catchTags({
-      InvalidLastEventId: (error) => Effect.succeed(json(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
-      TooManySubscribers: ({ limit, scope }) =>
-        Effect.succeed(Response.json(
-          { error: "too_many_subscribers", message: `subscriber limit reached (${scope})`, limit },
-          { status: 503, headers: { "Retry-After": "5" } }
-        )),
-      Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
-    })
-  )
+  }).pipe(refusals)
+
+// The refusals of a subscribe, SSE or socket.
+const refusals = <R>(
+  effect: Effect.Effect<Response, Realtime.SubscribeError, R>
+): Effect.Effect<Response, never, R> =>
+  Effect.catchTags(effect, {
+    InvalidLastEventId: (error) => Effect.succeed(json(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+    TooManySubscribers: ({ limit, scope }) =>
+      Effect.succeed(Response.json(
+        { error: "too_many_subscribers", message: `subscriber limit reached (${scope})`, limit },
+        { status: 503, headers: { "Retry-After": "5" } }
+      )),
+    Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
+  })
+
+/**
+ * Where the object keeps the sockets it accepts: `accept` hands `socket` to
+ * the runtime's hibernation API (`state.acceptWebSocket`) with its attachment
+ * and remembers which subscriber writes to it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SocketHost {
+  readonly accept: (socket: Socket.WebSocketLike, subscriber: Realtime.Subscriber, attachment: Socket.Attachment) => void
+  /** Sockets open now. */
+  readonly count: () => number
+  /** This instance of the object (a new one after each eviction or hibernation). */
+  readonly instance: string
+}
+
+/** workerd's `WebSocketPair` (absent elsewhere). */
+const WebSocketPair = (globalThis as {
+  readonly WebSocketPair?: new() => Record<0 | 1, Socket.WebSocketLike>
+}).WebSocketPair
+
+/**
+ * Subscribe over a hibernatable WebSocket (`GET` with `Upgrade: websocket`):
+ * the same opening, replay after `Last-Event-ID` and live frames as the SSE
+ * subscribe, one binary message per chunk; the grant headers as there. The
+ * subscriber needs no heartbeat: the Worker keeps its client's stream alive,
+ * and pings the object's runtime answers without waking it.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const connect = (
+  request: Request,
+  sockets: SocketHost,
+  recheck?: Access.Recheck | undefined,
+  name?: string | undefined
+): Effect.Effect<Response, never, Realtime.Realtime> =>
+  Effect.gen(function*() {
+    if (WebSocketPair === undefined) return json(426, "upgrade_required", "this runtime has no WebSocketPair")
+    const realtime = yield* Realtime.Realtime
+    const last = lastEventIdOf(request)
+    const key = (name ?? record) as Event.ResourceKey
+    const grant = grantOf(request, recheck, key)
+    const subscriber = yield* realtime.open(key, last, grant, { heartbeat: false })
+    const pair = new WebSocketPair()
+    const client = pair[0]
+    const server = pair[1]
+    sockets.accept(server, subscriber, { expiresAt: grant.expiresAt, subject: grant.subject })
+    // What the subscriber holds already (its opening, the start of its replay) goes now.
+    if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(server))
+    return new Response(null, { status: 101, webSocket: client } as ResponseInit)
+  }).pipe(refusals)
+
+const lastEventIdOf = (request: Request): string | undefined => {
+  const header = request.headers.get("Last-Event-ID")
+  const last = header !== null && header !== "" ? header : new URL(request.url).searchParams.get("lastEventId")
+  return last === null || last === "" ? undefined : last
+}
 
 /**
  * The headers that carry a subscriber's grant from the Worker, which
@@ -93,6 +157,22 @@ export const subscribe = (
  * @category models
  */
 export const grantHeaders = { expiresAt: "X-Saacms-Grant-Expires-At", subject: "X-Saacms-Grant-Subject" } as const
+
+/**
+ * The grant of a socket re-attached from its attachment (after the object woke).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const grantFromAttachment = (
+  attachment: Socket.Attachment,
+  recheck: Access.Recheck | undefined,
+  key: Event.ResourceKey
+): Realtime.Grant => ({
+  expiresAt: attachment.expiresAt,
+  subject: attachment.subject,
+  canSee: recheck === undefined ? undefined : (event) => recheck(attachment.subject, event, key)
+})
 
 const grantOf = (request: Request, recheck: Access.Recheck | undefined, key: Event.ResourceKey): Realtime.Grant => {
   const expiresAt = Number(request.headers.get(grantHeaders.expiresAt) ?? Number.NaN)
@@ -185,20 +265,26 @@ export const publish = (request: Request, name: string | undefined): Effect.Effe
   )
 
 /**
- * What the object holds now, as JSON: open subscribers, running heartbeats and
- * events in storage (`GET` with `Accept: application/json`; for monitoring).
+ * What the object holds now, as JSON: subscribers (its hub's, sockets
+ * included), open sockets, running heartbeats, events in storage and which
+ * instance answers (`GET` with `Accept: application/json`; for monitoring).
  *
  * @since 0.1.0
  * @category handlers
  */
-export const stats = (storage: Storage.StorageLike): Effect.Effect<Response, never, Hub.Hub | Heartbeat.Heartbeat> =>
+export const stats = (
+  storage: Storage.StorageLike,
+  sockets?: SocketHost | undefined
+): Effect.Effect<Response, never, Hub.Hub | Heartbeat.Heartbeat> =>
   Effect.gen(function*() {
     const hub = yield* Hub.Hub
     const heartbeat = yield* Heartbeat.Heartbeat
     return Response.json({
       subscribers: yield* hub.subscriberCount(record),
+      sockets: sockets?.count() ?? 0,
       heartbeats: yield* heartbeat.active,
-      stored: yield* Storage.stored(storage)
+      stored: yield* Storage.stored(storage),
+      instance: sockets?.instance
     })
   })
 
@@ -212,18 +298,24 @@ export const handle = (
   request: Request,
   name: string | undefined,
   storage: Storage.StorageLike,
-  recheck?: Access.Recheck | undefined
+  recheck?: Access.Recheck | undefined,
+  sockets?: SocketHost | undefined
 ): Effect.Effect<Response, never, Realtime.Realtime | Hub.Hub | Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> => {
   const accept = request.headers.get("Accept") ?? ""
+  const upgrade = (request.headers.get("Upgrade") ?? "").toLowerCase() === "websocket"
   const handler: Effect.Effect<Response, never, Realtime.Realtime | Hub.Hub | Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> = request.method === "POST"
     ? publish(request, name)
+    : request.method === "GET" && upgrade
+    ? sockets === undefined
+      ? Effect.succeed(json(426, "upgrade_required", "this object cannot accept WebSockets"))
+      : connect(request, sockets, recheck, name)
     : request.method !== "GET"
-    ? Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream subscribes; POST publishes"))
+    ? Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream or Upgrade: websocket subscribes; POST publishes"))
     : accept.includes("text/event-stream")
     ? subscribe(request, recheck, name)
     : accept.includes("application/json")
-    ? stats(storage)
-    : Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream subscribes; POST publishes"))
+    ? stats(storage, sockets)
+    : Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream or Upgrade: websocket subscribes; POST publishes"))
   return handler.pipe(
     Effect.catchAllCause((cause) =>
       Effect.as(

@@ -121,11 +121,13 @@ export class Mailbox {
   /**
    * @param key the record this subscriber follows
    * @param hooks what its hub does for it (one object for all its subscribers)
+   * @param heartbeat whether the hub's heartbeat writes to it and checks it for stalls
    */
   constructor(
     readonly key: Event.ResourceKey,
     private readonly limits: Limits,
-    private readonly hooks: Hooks
+    private readonly hooks: Hooks,
+    readonly heartbeat = true
   ) {}
 
   /** `true` when no frame is pending and none will come. */
@@ -143,11 +145,11 @@ export class Mailbox {
    * to `headSeq`, read as the client drains, then live frames). Frames
    * published since the subscriber registered are in the history too.
    */
-  begin(fromSeq: number, headSeq: number, opening: Uint8Array): void {
+  begin(fromSeq: number, headSeq: number, opening: Uint8Array | undefined): void {
     if (this.closed) return
     this.lastSeq = fromSeq
     this.liveHigh = Math.max(this.liveHigh, headSeq)
-    this.write(opening)
+    if (opening !== undefined) this.write(opening)
     if (this.liveHigh > this.lastSeq) this.fallBehind()
     else this.state = "live"
     if (this.pendingReset !== undefined) {
