@@ -52,6 +52,14 @@ export type RealtimeOptions = RealtimeConfig.Options & {
    * only then.
    */
   readonly redis?: { readonly url: string; readonly keyPrefix?: string | undefined } | undefined
+  /**
+   * With a `binding`: `"stream"` (the default for now) has the object hold
+   * each client's stream, as the reference does (it stays in memory while
+   * anyone watches); `"socket"` keeps the stream and its heartbeat (`heartbeatMs`)
+   * in the Worker and reads the record's object over a hibernatable WebSocket,
+   * so the object can sleep between events.
+   */
+  readonly durableObjectMode?: Namespace.Mode | undefined
   /** The reference's; the binding is passed as `binding`, so the name is not used. */
   readonly bindingName?: string | undefined
   /**
@@ -125,7 +133,7 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   const config = RealtimeConfig.layer(options)
   const redis = options.redis
   const backend: Layer.Layer<Realtime.Realtime> = options.binding !== undefined
-    ? Namespace.layer(options.binding)
+    ? Namespace.layer(options.binding, options.durableObjectMode).pipe(Layer.provide(config))
     : redis !== undefined
     ? Layer.unwrapEffect(Effect.promise(() => loadRedis()).pipe(Effect.map((Redis) => Redis.layer(redis)))).pipe(
       Layer.provide(config)

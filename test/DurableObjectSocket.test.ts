@@ -181,3 +181,125 @@ layer(Layer.scoped(Runtime, Workerd.start({ entry })), { timeout: 60_000, exclud
       yield* eventually("released", stats("x1"), (s) => s.subscribers === 1)
     }))
 })
+
+/** Subscribe through the plugin's route (socket mode: the Worker holds the stream). */
+const subscribe = (id: string, headers: Record<string, string> = {}, query = "") =>
+  Effect.flatMap(
+    request(`/api/saacms/v1/posts/${id}/subscribe${query}`, { headers }),
+    (response) => Effect.map(Sse.reader(response), (reader) => ({ response, reader }))
+  )
+
+/** Publish through the plugin (`services.realtime.publish` in the Worker). */
+const publishThrough = (id: string, n: number, record: unknown = { n }) =>
+  Effect.flatMap(
+    request("/publish", { method: "POST", body: JSON.stringify({ type: "changed", slug: "posts", id, record, etag: `e${n}` }) }),
+    (response) => Effect.sync(() => assert.strictEqual(response.status, 200))
+  )
+
+const ids = (received: Sse.Received) => received.events.map((event) => event.id)
+
+layer(
+  Layer.scoped(Runtime, Workerd.start({ entry, vars: { TEST_DO_MODE: "socket", TEST_WORKER_HEARTBEAT_MS: "200", REALTIME_MAX_EVENTS: "5" } })),
+  { timeout: 60_000, excludeTestServices: true }
+)("the plugin over hibernatable sockets: the Worker holds the streams", (it) => {
+  it.scoped("every subscriber gets every event once and in order; the object runs no heartbeat", () =>
+    Effect.gen(function*() {
+      const subscribers = yield* Effect.all([subscribe("w1"), subscribe("w1"), subscribe("w1")])
+      yield* Effect.forEach(subscribers, ({ reader }) => reader.readUntil((r) => r.comments.length > 0))
+      yield* eventually("three sockets", stats("w1"), (s) => s.sockets === 3)
+      for (let n = 1; n <= 3; n++) yield* publishThrough("w1", n)
+      for (const { reader, response } of subscribers) {
+        assert.strictEqual(response.headers.get("content-type"), "text/event-stream")
+        const received = yield* reader.readUntil(Sse.hasEvents(3))
+        assert.deepStrictEqual(ids(received), range(1, 3))
+        assert.strictEqual(received.text.match(/retry: /g)?.length, 1)
+      }
+      const now = yield* stats("w1")
+      assert.strictEqual(now.heartbeats, 0)
+      assert.strictEqual(now.subscribers, 3)
+    }))
+
+  it.scoped("Last-Event-ID (header or ?lastEventId=) replays through the Worker; an id the object no longer holds gets saacms-resync", () =>
+    Effect.gen(function*() {
+      for (let n = 1; n <= 7; n++) yield* publishThrough("w2", n)
+      const byHeader = yield* subscribe("w2", { "Last-Event-ID": "e4" })
+      assert.deepStrictEqual(ids(yield* byHeader.reader.readUntil(Sse.hasEvents(3))), range(5, 7))
+      const byQuery = yield* subscribe("w2", {}, "?lastEventId=e5")
+      assert.deepStrictEqual(ids(yield* byQuery.reader.readUntil(Sse.hasEvents(2))), range(6, 7))
+      const gone = yield* subscribe("w2", { "Last-Event-ID": "e1" })
+      const resynced = yield* gone.reader.readUntil(Sse.hasEvents(1))
+      assert.deepStrictEqual(resynced.events.map((e) => [e.event, e.id]), [["saacms-resync", "e7"]])
+      yield* publishThrough("w2", 8)
+      assert.deepStrictEqual(ids(yield* byHeader.reader.readUntil(Sse.hasEvents(4))), range(5, 8))
+      assert.deepStrictEqual(ids(yield* gone.reader.readUntil(Sse.hasEvents(2))), ["e7", "e8"])
+    }))
+
+  it.scoped("an idle stream gets :keepalive from the Worker's heartbeat while the object holds no timer", () =>
+    Effect.gen(function*() {
+      const { reader } = yield* subscribe("w3")
+      yield* reader.readUntil((r) => r.comments.length >= 4)
+      const now = yield* stats("w3")
+      assert.strictEqual(now.sockets, 1)
+      assert.strictEqual(now.heartbeats, 0)
+    }))
+
+  it.scoped("the object evicted with its sockets hibernating: the next publish reaches every client once", () =>
+    Effect.gen(function*() {
+      const { miniflare } = yield* Runtime
+      const subscribers = yield* Effect.all([subscribe("w4"), subscribe("w4"), subscribe("w4")])
+      yield* eventually("three sockets", stats("w4"), (s) => s.sockets === 3)
+      yield* publishThrough("w4", 1)
+      const before = yield* stats("w4")
+      yield* Effect.promise(() =>
+        miniflare.unsafeEvictDurableObject("", "SaacmsRealtimeDO", { name: "posts:w4", webSockets: "hibernate" })
+      )
+      for (let n = 2; n <= 4; n++) yield* publishThrough("w4", n)
+      for (const { reader } of subscribers) assert.deepStrictEqual(ids(yield* reader.readUntil(Sse.hasEvents(4))), range(1, 4))
+      assert.notStrictEqual((yield* stats("w4")).instance, before.instance)
+    }))
+
+  it.scoped("sockets cut mid-stream (the object evicted without hibernating) resume without a gap or a repeat", () =>
+    Effect.gen(function*() {
+      const { miniflare } = yield* Runtime
+      const subscribers = yield* Effect.all([subscribe("w5"), subscribe("w5")])
+      yield* eventually("two sockets", stats("w5"), (s) => s.sockets === 2)
+      for (let n = 1; n <= 2; n++) yield* publishThrough("w5", n)
+      yield* Effect.promise(() =>
+        miniflare.unsafeEvictDurableObject("", "SaacmsRealtimeDO", { name: "posts:w5", webSockets: "close" })
+      )
+      // Published while the Worker reconnects: from the history, once.
+      for (let n = 3; n <= 5; n++) yield* publishThrough("w5", n)
+      for (const { reader } of subscribers) {
+        const received = yield* reader.readUntil(Sse.hasEvents(5))
+        assert.deepStrictEqual(ids(received), range(1, 5))
+        assert.strictEqual(received.text.match(/retry: /g)?.length, 1)
+      }
+      yield* eventually("two sockets again", stats("w5"), (s) => s.sockets === 2)
+    }))
+
+  it.scoped("the grant's expiry ends a quiet stream at the Worker's heartbeat; the object's recheck sees the forwarded subject", () =>
+    Effect.gen(function*() {
+      const expiring = yield* subscribe("w6", { "x-test-expires-in": "400" })
+      const expired = yield* expiring.reader.readUntil((r) => r.done)
+      assert.deepStrictEqual(expired.events.map((e) => [e.event, e.data]), [["saacms-revoked", "{\"reason\":\"expired\"}"]])
+      const alice = yield* subscribe("w6", { "x-test-user": "alice" })
+      const bob = yield* subscribe("w6", { "x-test-user": "bob" })
+      yield* eventually("two sockets", stats("w6"), (s) => s.subscribers === 2)
+      yield* publishThrough("w6", 1, { private: true, owner: "alice" })
+      const bobs = yield* bob.reader.readUntil((r) => r.done)
+      assert.deepStrictEqual(bobs.events.map((e) => [e.event, e.data]), [["saacms-revoked", "{\"reason\":\"forbidden\"}"]])
+      assert.deepStrictEqual(ids(yield* alice.reader.readUntil(Sse.hasEvents(1))), ["e1"])
+      yield* eventually("bob released", stats("w6"), (s) => s.subscribers === 1)
+    }))
+
+  it.scoped("a client that leaves closes its socket, and the object releases it", () =>
+    Effect.gen(function*() {
+      const leaving = yield* subscribe("w7")
+      const staying = yield* subscribe("w7")
+      yield* eventually("two sockets", stats("w7"), (s) => s.subscribers === 2)
+      yield* leaving.reader.cancel
+      yield* eventually("one left", stats("w7"), (s) => s.subscribers === 1)
+      yield* publishThrough("w7", 1)
+      assert.deepStrictEqual(ids(yield* staying.reader.readUntil(Sse.hasEvents(1))), ["e1"])
+    }))
+})

@@ -16,6 +16,7 @@ import * as Heartbeat from "../Heartbeat.js"
 import * as Hub from "../Hub.js"
 import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
+import * as RealtimeError from "../RealtimeError.js"
 import * as ReplayBuffer from "../ReplayBuffer.js"
 import * as Mailbox from "../internal/mailbox.js"
 import * as Socket from "./Socket.js"
@@ -131,11 +132,18 @@ export const connect = (
     const last = lastEventIdOf(request)
     const key = (name ?? record) as Event.ResourceKey
     const grant = grantOf(request, recheck, key)
-    const subscriber = yield* realtime.open(key, last, grant, { heartbeat: false })
+    const resume = request.headers.get(Socket.resumeHeader) === "1"
+    const subscriber = yield* realtime.open(key, last, grant, { heartbeat: false, opening: !resume })
     const pair = new WebSocketPair()
     const client = pair[0]
     const server = pair[1]
-    sockets.accept(server, subscriber, { expiresAt: grant.expiresAt, subject: grant.subject })
+    try {
+      sockets.accept(server, subscriber, { expiresAt: grant.expiresAt, subject: grant.subject })
+    } catch (error) {
+      // The runtime refused the socket (its limit of hibernatable sockets).
+      subscriber.close()
+      return yield* new RealtimeError.Unavailable({ reason: `socket not accepted: ${String(error)}` })
+    }
     // What the subscriber holds already (its opening, the start of its replay) goes now.
     if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(server))
     return new Response(null, { status: 101, webSocket: client } as ResponseInit)

@@ -6,13 +6,17 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import * as Realtime from "../Realtime.js"
+import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as RealtimeError from "../RealtimeError.js"
 import { grantHeaders, publishedHeaders } from "./Http.js"
+import * as Socket from "./Socket.js"
+import { type ClientSocketLike, SocketSubscriber } from "./SocketSubscriber.js"
 
 /**
  * Structural mirrors of the Workers binding types (the reference's), so the
@@ -50,8 +54,27 @@ export interface DurableObjectNamespaceLike {
  * @since 0.1.0
  * @category constructors
  */
-export const subscribeRequest = (lastEventId?: string | undefined, grant?: Realtime.Grant | undefined): Request => {
-  const headers: Record<string, string> = { Accept: "text/event-stream" }
+export const subscribeRequest = (lastEventId?: string | undefined, grant?: Realtime.Grant | undefined): Request =>
+  new Request("https://saacms-realtime-do/subscribe", { method: "GET", headers: grantedHeaders({ Accept: "text/event-stream" }, lastEventId, grant) })
+
+/**
+ * Our socket subscribe request (`Upgrade: websocket`), with the same last
+ * event id and grant; `resume` asks for no opening (the client has it).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connectRequest = (lastEventId?: string | undefined, grant?: Realtime.Grant | undefined, resume = false): Request =>
+  new Request("https://saacms-realtime-do/connect", {
+    method: "GET",
+    headers: grantedHeaders({ Upgrade: "websocket", ...(resume ? { [Socket.resumeHeader]: "1" } : {}) }, lastEventId, grant)
+  })
+
+const grantedHeaders = (
+  headers: Record<string, string>,
+  lastEventId: string | undefined,
+  grant: Realtime.Grant | undefined
+): Record<string, string> => {
   if (lastEventId !== undefined) headers["Last-Event-ID"] = lastEventId
   if (grant?.expiresAt !== undefined) headers[grantHeaders.expiresAt] = String(grant.expiresAt)
   if (grant?.subject !== undefined) {
@@ -59,7 +82,7 @@ export const subscribeRequest = (lastEventId?: string | undefined, grant?: Realt
     const json = JSON.stringify(grant.subject)
     if (json !== undefined) headers[grantHeaders.subject] = encodeURIComponent(json)
   }
-  return new Request("https://saacms-realtime-do/subscribe", { method: "GET", headers })
+  return headers
 }
 
 /**
@@ -126,13 +149,39 @@ const decodeId = (encoded: string): string => {
 }
 
 /**
+ * How the Worker subscribes through the object. `"stream"` (the default for
+ * now): the object holds the client's stream (the reference's way; the object
+ * stays in memory while anyone watches). `"socket"`: the Worker holds the
+ * client's stream and its heartbeat and reads the object through a
+ * hibernatable WebSocket, so the object can sleep between events.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Mode = "socket" | "stream"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly mode?: Mode | undefined
+  /** The Worker's heartbeat for socket subscribers (ms); 30 000 by default. */
+  readonly heartbeatMs?: number | undefined
+  /** Bytes a socket subscriber's client may leave unread before the Worker pauses its socket. */
+  readonly maxQueuedBytes?: number | undefined
+  /** The current time (ms), for socket subscribers' grant expiry; `layer` reads its `Clock`. */
+  readonly now: () => number
+}
+
+/**
  * `Realtime` over a Durable Object namespace. Events are validated here first,
  * so bad input costs no round trip; the object validates again.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (binding: DurableObjectNamespaceLike): Realtime.Realtime["Type"] => {
+export const make = (binding: DurableObjectNamespaceLike, options: Options): Realtime.Realtime["Type"] => {
   const call = (key: Event.ResourceKey, request: Request) =>
     Effect.tryPromise({
       try: () => binding.get(binding.idFromName(key)).fetch(request),
@@ -165,14 +214,48 @@ export const make = (binding: DurableObjectNamespaceLike): Realtime.Realtime["Ty
       }
     })
 
+  const socketOptions = {
+    heartbeatMs: options.heartbeatMs ?? Duration.toMillis(RealtimeConfig.defaults.heartbeat),
+    maxQueuedBytes: options.maxQueuedBytes ?? RealtimeConfig.defaults.maxQueuedBytes,
+    now: options.now
+  }
+  // One socket per client: a request may not use a socket another request opened.
+  const connectSocket = (key: Event.ResourceKey, last: string | undefined, grant: Realtime.Grant | undefined, resume: boolean) =>
+    binding.get(binding.idFromName(key)).fetch(connectRequest(last, grant, resume)).then((response) => {
+      const socket = (response as Response & { readonly webSocket?: ClientSocketLike | null }).webSocket
+      if (response.status !== 101 || socket === undefined || socket === null) return { response, socket: undefined }
+      socket.accept()
+      return { response, socket }
+    })
+
   const open: Realtime.Realtime["Type"]["open"] = (key, lastEventId, grant) =>
     Effect.gen(function*() {
       const last = lastEventId === undefined ? undefined : yield* Event.decodeLastEventId(lastEventId)
+      if (options.mode === "socket") {
+        const { response, socket } = yield* Effect.tryPromise({
+          try: () => connectSocket(key, last, grant, false),
+          catch: (error) => new RealtimeError.Unavailable({ reason: `durable object ${key}: ${String(error)}` })
+        })
+        if (socket !== undefined) {
+          return new SocketSubscriber(
+            socket,
+            last,
+            (lastId, resume) => connectSocket(key, lastId, grant, resume).then(({ socket }) => socket),
+            { ...socketOptions, expiresAt: grant?.expiresAt }
+          )
+        }
+        return yield* refused(key, response)
+      }
       const response = yield* call(key, yield* Effect.try({
         try: () => subscribeRequest(last, grant),
         catch: () => new RealtimeError.Unavailable({ reason: "the grant subject is not JSON" })
       }))
       if (response.ok && response.body !== null) return new RemoteSubscriber(response.body)
+      return yield* refused(key, response)
+    })
+
+  const refused = (key: Event.ResourceKey, response: Response) =>
+    Effect.gen(function*() {
       const error = yield* errorBody(response)
       return yield* error.error === "invalid_last_event_id"
         ? new RealtimeError.InvalidLastEventId({ reason: text(error.message) })
@@ -198,10 +281,23 @@ export const make = (binding: DurableObjectNamespaceLike): Realtime.Realtime["Ty
 
 /**
  * `Realtime` for an Effect app on Workers: publish and subscribe through the
- * record's Durable Object.
+ * record's Durable Object, with the heartbeat and queue bound of
+ * `RealtimeConfig` and time from `Clock`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (binding: DurableObjectNamespaceLike): Layer.Layer<Realtime.Realtime> =>
-  Layer.sync(Realtime.Realtime, () => make(binding))
+export const layer = (binding: DurableObjectNamespaceLike, mode?: Mode | undefined): Layer.Layer<Realtime.Realtime> =>
+  Layer.effect(
+    Realtime.Realtime,
+    Effect.gen(function*() {
+      const config = yield* RealtimeConfig.RealtimeConfig
+      const clock = yield* Effect.clock
+      return make(binding, {
+        mode,
+        heartbeatMs: Duration.toMillis(config.heartbeat),
+        maxQueuedBytes: config.maxQueuedBytes,
+        now: () => clock.unsafeCurrentTimeMillis()
+      })
+    })
+  )

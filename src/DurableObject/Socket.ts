@@ -103,12 +103,21 @@ export const ping = "ping"
 export const pong = "pong"
 
 /**
+ * On a socket subscribe request: the client already has its opening (the
+ * Worker connects again after a broken socket), so the object sends none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const resumeHeader = "X-Saacms-Resume"
+
+/**
  * Close `socket`, ignoring one already closed.
  *
  * @since 0.1.0
  * @category utils
  */
-export const close = (socket: WebSocketLike, code: number, reason: string): void => {
+export const close = (socket: { close(code?: number, reason?: string): void }, code: number, reason: string): void => {
   try {
     socket.close(code, reason)
   } catch {

@@ -5,9 +5,9 @@
  *
  * This is not time: nothing here waits for a duration, reads a clock or
  * behaves differently under `TestClock`; it only orders work after the
- * current turn. It is the one place in `src/` outside `src/bin/` that calls a
- * timer function (`.ci/run` names it), because workerd has no `setImmediate`
- * and a zero timer is its next turn.
+ * current turn. It is one of the two places in `src/` outside `src/bin/` that
+ * call a timer function (`.ci/run` names them), because workerd has no
+ * `setImmediate` and a zero timer is its next turn.
  *
  * @internal
  */

@@ -31,11 +31,21 @@ const authorize = (request: Access.AccessRequest): Access.DecisionInput => {
 
 interface Env {
   readonly SAACMS_REALTIME: Namespace.DurableObjectNamespaceLike
+  /** `socket` for the hibernatable mode (the Worker holds the streams). */
+  readonly TEST_DO_MODE?: string
+  /** The Worker's heartbeat in socket mode (ms). */
+  readonly TEST_WORKER_HEARTBEAT_MS?: string
 }
 
 // One plugin per isolate, made with the binding of the first request's env.
 let plugin: PluginDef | undefined
-const pluginFor = (env: Env) => plugin ??= realtime({ binding: env.SAACMS_REALTIME, authorize })
+const pluginFor = (env: Env) =>
+  plugin ??= realtime({
+    binding: env.SAACMS_REALTIME,
+    authorize,
+    durableObjectMode: env.TEST_DO_MODE === "socket" ? "socket" : "stream",
+    ...(env.TEST_WORKER_HEARTBEAT_MS === undefined ? {} : { heartbeatMs: Number(env.TEST_WORKER_HEARTBEAT_MS) })
+  })
 
 const statusOf: Record<string, number> = { InvalidEvent: 400, InvalidResourceKey: 400, FrameTooLarge: 413 }
 
