@@ -72,15 +72,15 @@ export const mediansTable = (byVariant) => table(
  * its goal states: throughput ours/baseline (≥ 0.8), p99 baseline/ours (≥ 0.8:
  * at least 0.8× as good), CPU per frame ours/baseline (lower is better, no goal).
  */
-export const ratios = (ours, baseline, name = "baseline") => {
+export const ratios = (ours, baseline, name = "baseline", subject = "ours") => {
   const ratio = (a, b) => a === null || b === null || b === 0 ? null : a / b
   const usable = ours.passed > 0 && baseline.passed > 0
   const rows = [
-    { name: "throughput", figure: `frames/s, ours / ${name}`, value: ratio(ours.framesPerSecond, baseline.framesPerSecond), goal: 0.8 },
-    { name: "lone p99", figure: `p99 ms, ${name} / ours`, value: ratio(baseline.p99Ms, ours.p99Ms), goal: 0.8 },
-    { name: "lone p50", figure: `p50 ms, ${name} / ours`, value: ratio(baseline.p50Ms, ours.p50Ms), goal: null },
-    { name: "CPU/frame (burst)", figure: `workerd CPU µs/frame, ours / ${name} (lower is better)`, value: ratio(ours.cpuPerFrameUs, baseline.cpuPerFrameUs), goal: null },
-    { name: "CPU/frame (lone)", figure: `workerd CPU µs/frame, ours / ${name} (lower is better)`, value: ratio(ours.loneCpuPerFrameUs, baseline.loneCpuPerFrameUs), goal: null }
+    { name: "throughput", figure: `frames/s, ${subject} / ${name}`, value: ratio(ours.framesPerSecond, baseline.framesPerSecond), goal: 0.8 },
+    { name: "lone p99", figure: `p99 ms, ${name} / ${subject}`, value: ratio(baseline.p99Ms, ours.p99Ms), goal: 0.8 },
+    { name: "lone p50", figure: `p50 ms, ${name} / ${subject}`, value: ratio(baseline.p50Ms, ours.p50Ms), goal: null },
+    { name: "CPU/frame (burst)", figure: `workerd CPU µs/frame, ${subject} / ${name} (lower is better)`, value: ratio(ours.cpuPerFrameUs, baseline.cpuPerFrameUs), goal: null },
+    { name: "CPU/frame (lone)", figure: `workerd CPU µs/frame, ${subject} / ${name} (lower is better)`, value: ratio(ours.loneCpuPerFrameUs, baseline.loneCpuPerFrameUs), goal: null }
   ]
   return rows.map((row) => ({
     ...row,

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:workerd [-- --rounds=3] [--only=ours,baseline,baseline-pipe] [--quick] [--sqlite]`
+ * `npm run bench:workerd [-- --rounds=3] [--only=ours,ours-socket,baseline,baseline-pipe] [--quick] [--sqlite]`
  *
  * Fan-out of one Durable Object to 1 000 SSE subscribers in workerd, started
  * through Miniflare from this process: `ours` (`SaacmsRealtimeDO` from
@@ -21,9 +21,11 @@ import { bundle } from "./bundle.mjs"
 import { medians, mediansTable, ratios, ratiosTable, roundsTable, verdict } from "./report.mjs"
 import { compatibilityDate, start } from "./runtime.mjs"
 
-const usage = "usage: node bench/workerd/run.mjs [--rounds=<n ≥ 1>] [--only=ours,baseline,baseline-pipe] [--quick] [--sqlite]"
+const usage = "usage: node bench/workerd/run.mjs [--rounds=<n ≥ 1>] [--only=ours,ours-socket,baseline,baseline-pipe] [--quick] [--sqlite]"
 const root = fileURLToPath(new URL("../..", import.meta.url))
-const variants = ["ours", "baseline", "baseline-pipe"]
+const variants = ["ours", "ours-socket", "baseline", "baseline-pipe"]
+/** Ours' variants: the object holds the streams, or the Worker does and reads the object over sockets. */
+const ourVariants = ["ours", "ours-socket"]
 /** The variants ours is divided by, each in a ratio block of its own. */
 const baselines = ["baseline", "baseline-pipe"]
 
@@ -108,7 +110,7 @@ const main = async (runtime, built, options) => {
   const { commit, changedInSrc } = source()
   const loadAtStart = load()
   const size = options.quick ? sizes.quick : sizes.full
-  const active = options.only.filter((variant) => variant !== "ours" || built.ours)
+  const active = options.only.filter((variant) => !ourVariants.includes(variant) || built.ours)
   console.log(`src at ${commit ?? "(no git)"}${changedInSrc.length === 0 ? "" : ` with uncommitted changes: ${changedInSrc.join(", ")}`}`)
   console.log(`load average ${loadAtStart.toFixed(2)} on ${machine().cpus} CPUs; workerd ${versionOf("workerd")} (pid ${runtime.pid}) via miniflare ${versionOf("miniflare")} at ${runtime.url.href}`)
   if (options.only.includes("ours") && !built.ours) console.log("ours: skipped, src/index.ts does not export SaacmsRealtimeDO yet")
@@ -140,13 +142,15 @@ const main = async (runtime, built, options) => {
   }
 
   const byVariant = medians(rounds, active)
-  const ratioBlocks = Object.fromEntries(baselines
-    .filter((name) => byVariant.ours !== undefined && byVariant[name] !== undefined)
-    .map((name) => [name, ratios(byVariant.ours, byVariant[name], name)]))
+  const pairs = [
+    ...baselines.map((name) => ["ours", name]),
+    ...["ours", ...baselines].map((name) => ["ours-socket", name])
+  ].filter(([ours, name]) => byVariant[ours] !== undefined && byVariant[name] !== undefined)
+  const ratioBlocks = Object.fromEntries(pairs.map(([ours, name]) => [`${ours} / ${name}`, ratios(byVariant[ours], byVariant[name], name, ours)]))
   console.log(`\nRounds (${size.subscribers.toLocaleString("en-US")} subscribers on one object; burst of ${size.events} events, then ${size.latencyEvents} lone events)`)
   console.log(roundsTable(rounds))
   console.log(`\nMedians over the passing rounds\n${mediansTable(byVariant)}`)
-  for (const [name, rows] of Object.entries(ratioBlocks)) console.log(`\nOurs against ${name} (medians)\n${ratiosTable(rows)}`)
+  for (const [pair, rows] of Object.entries(ratioBlocks)) console.log(`\n${pair} (medians)\n${ratiosTable(rows)}`)
   const seconds = (Date.now() - started) / 1000
   const loadAtEnd = load()
   console.log(`\nTotal ${seconds.toFixed(0)} s, load average ${loadAtEnd.toFixed(2)} at the end`)

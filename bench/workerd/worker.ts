@@ -9,6 +9,11 @@
  * `bundle.mjs` swaps the import of `src/index.ts` for a stub while the package
  * does not export `SaacmsRealtimeDO`.
  */
+import * as Effect from "effect/Effect"
+import * as Namespace from "../../src/DurableObject/Namespace.js"
+import * as Event from "../../src/Event.js"
+import * as Frame from "../../src/Frame.js"
+import type * as Realtime from "../../src/Realtime.js"
 export { SaacmsRealtimeDO } from "../../src/index.js"
 export { BaselineDO, BaselinePipeDO } from "./baseline.js"
 
@@ -24,10 +29,34 @@ interface Env {
   readonly BASELINE_PIPE: Namespace
 }
 
+// `ours-socket`: the Worker holds each subscriber's stream and reads the
+// object (the same `OURS` class) over a hibernatable socket; publishes go to
+// the object as for `ours`.
+let sockets: Realtime.Realtime["Type"] | undefined
+const subscribeThroughSocket = (env: Env, collection: string, id: string, request: Request): Promise<Response> => {
+  sockets ??= Namespace.make(env.OURS as Namespace.DurableObjectNamespaceLike, {
+    mode: "socket",
+    heartbeatMs: 30_000,
+    maxQueuedBytes: 1024 * 1024,
+    now: () => Date.now()
+  })
+  const realtime = sockets
+  const last = request.headers.get("Last-Event-ID") ?? undefined
+  return Effect.runPromise(
+    Effect.flatMap(Event.resourceKey(collection, id), (key) => realtime.open(key, last)).pipe(
+      Effect.map((subscriber) => new Response(subscriber.toReadableStream(), { headers: Frame.headers })),
+      Effect.orElseSucceed(() => new Response("unavailable", { status: 503 }))
+    )
+  )
+}
+
 export default {
   fetch(request: Request, env: Env): Promise<Response> | Response {
     const [, variant, collection, id, ...rest] = new URL(request.url).pathname.split("/")
-    const namespace = variant === "ours"
+    if (variant === "ours-socket" && request.method === "GET" && collection && id && rest.length === 0) {
+      return subscribeThroughSocket(env, decodeURIComponent(collection), decodeURIComponent(id), request)
+    }
+    const namespace = variant === "ours" || variant === "ours-socket"
       ? env.OURS
       : variant === "baseline"
       ? env.BASELINE
