@@ -53,11 +53,11 @@ export type RealtimeOptions = RealtimeConfig.Options & {
    */
   readonly redis?: { readonly url: string; readonly keyPrefix?: string | undefined } | undefined
   /**
-   * With a `binding`: `"stream"` (the default for now) has the object hold
-   * each client's stream, as the reference does (it stays in memory while
-   * anyone watches); `"socket"` keeps the stream and its heartbeat (`heartbeatMs`)
-   * in the Worker and reads the record's object over a hibernatable WebSocket,
-   * so the object can sleep between events.
+   * With a `binding`: `"socket"` (the default) keeps each client's stream and
+   * its heartbeat (`heartbeatMs`) in the Worker and reads the record's object
+   * over a hibernatable WebSocket, so the object sleeps between events;
+   * `"stream"` has the object hold the stream, as the reference does (the
+   * object then stays in memory while anyone watches).
    */
   readonly durableObjectMode?: Namespace.Mode | undefined
   /** The reference's; the binding is passed as `binding`, so the name is not used. */

@@ -71,16 +71,19 @@ const subscribe = (id: string, headers: Record<string, string> = {}, query = "")
   )
 
 /** The object's own account of itself (binding `GET` with `Accept: application/json`). */
-/** The object's counts (its stats also name its sockets and instance; these tests open no socket). */
-const stats = (id: string) =>
+/** The object's own account of itself, sockets included. */
+const statsOf = (id: string) =>
   Effect.flatMap(
     request(`/object/posts:${id}`, { headers: { Accept: "application/json" } }),
-    (response) =>
-      Effect.map(json(response), (all) => {
-        assert.strictEqual(all.sockets, 0)
-        return { subscribers: all.subscribers as number, heartbeats: all.heartbeats as number, stored: all.stored as number }
-      })
+    (response) => json(response) as Effect.Effect<{ subscribers: number; sockets: number; heartbeats: number; stored: number }>
   )
+
+/** The object's counts; these tests subscribe in stream mode, so the object holds no socket. */
+const stats = (id: string) =>
+  Effect.map(statsOf(id), ({ heartbeats, sockets, stored, subscribers }) => {
+    assert.strictEqual(sockets, 0)
+    return { subscribers, heartbeats, stored }
+  })
 
 const ids = (received: Sse.Received) => received.events.map((event) => event.id)
 
@@ -331,27 +334,31 @@ describe("Namespace.layer: Realtime over the binding, for Effect apps", () => {
           }
         })
       }
-      const realtime = yield* Effect.provide(Realtime.Realtime, Namespace.layer(binding))
-      const key = yield* Event.resourceKey("posts", "effect")
-      yield* realtime.publish(changed("effect", 1, "f1"))
-      const frames = yield* Effect.fork(
-        realtime.subscribe(key, "f1").pipe(
-          Stream.decodeText(),
-          Stream.scan("", (text, chunk) => text + chunk),
-          Stream.takeUntil((text) => Sse.parse(text).length >= 2),
-          Stream.runLast
+      for (const mode of ["socket", "stream"] as const) {
+        const id = `effect-${mode}`
+        const realtime = yield* Effect.provide(Realtime.Realtime, Namespace.layer(binding, mode))
+        const key = yield* Event.resourceKey("posts", id)
+        yield* realtime.publish(changed(id, 1, "f1"))
+        const frames = yield* Effect.fork(
+          realtime.subscribe(key, "f1").pipe(
+            Stream.decodeText(),
+            Stream.scan("", (text, chunk) => text + chunk),
+            Stream.takeUntil((text) => Sse.parse(text).length >= 2),
+            Stream.runLast
+          )
         )
-      )
-      yield* eventually("subscribed", stats("effect"), (s) => s.subscribers === 1)
-      const published = yield* realtime.publish(changed("effect", 2, "f2"))
-      assert.deepStrictEqual(published, { key, id: "f2", seq: 2 })
-      yield* realtime.publish({ type: "deleted", slug: "posts", id: "effect" })
-      const text = Option.getOrElse(yield* Fiber.join(frames), () => "")
-      assert.deepStrictEqual(Sse.parse(text).map((e) => e.event), ["changed", "deleted"])
-      assert.strictEqual(Sse.parse(text)[0]!.id, "f2")
-      // The subscription ended with its stream; the object lets it go within a few heartbeats.
-      yield* eventually("released", stats("effect"), (s) => s.subscribers === 0)
-      const invalid = yield* Effect.flip(realtime.publish({ ...changed("effect", 3), etag: "x\ny" }))
-      assert.strictEqual(invalid._tag, "InvalidEvent")
+        yield* eventually("subscribed", statsOf(id), (s) => s.subscribers === 1 && s.sockets === (mode === "socket" ? 1 : 0))
+        const published = yield* realtime.publish(changed(id, 2, "f2"))
+        assert.deepStrictEqual(published, { key, id: "f2", seq: 2 })
+        yield* realtime.publish({ type: "deleted", slug: "posts", id })
+        const text = Option.getOrElse(yield* Fiber.join(frames), () => "")
+        assert.deepStrictEqual(Sse.parse(text).map((e) => e.event), ["changed", "deleted"])
+        assert.strictEqual(Sse.parse(text)[0]!.id, "f2")
+        // The subscription ended with its stream; the object lets it go (a closed
+        // socket at once, a stream within a few heartbeats).
+        yield* eventually("released", statsOf(id), (s) => s.subscribers === 0)
+        const invalid = yield* Effect.flip(realtime.publish({ ...changed(id, 3), etag: "x\ny" }))
+        assert.strictEqual(invalid._tag, "InvalidEvent")
+      }
     }).pipe(Effect.provide(runtime({ REALTIME_HEARTBEAT_MS: "200" })), Effect.scoped), 60_000)
 })

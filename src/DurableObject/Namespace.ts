@@ -149,11 +149,11 @@ const decodeId = (encoded: string): string => {
 }
 
 /**
- * How the Worker subscribes through the object. `"stream"` (the default for
- * now): the object holds the client's stream (the reference's way; the object
- * stays in memory while anyone watches). `"socket"`: the Worker holds the
- * client's stream and its heartbeat and reads the object through a
- * hibernatable WebSocket, so the object can sleep between events.
+ * How the Worker subscribes through the object. `"socket"` (the default): the
+ * Worker holds the client's stream and its heartbeat and reads the object
+ * through a hibernatable WebSocket, so the object sleeps between events.
+ * `"stream"`: the object holds the client's stream (the reference's way; the
+ * object then stays in memory while anyone watches).
  *
  * @since 0.1.0
  * @category models
@@ -231,7 +231,7 @@ export const make = (binding: DurableObjectNamespaceLike, options: Options): Rea
   const open: Realtime.Realtime["Type"]["open"] = (key, lastEventId, grant) =>
     Effect.gen(function*() {
       const last = lastEventId === undefined ? undefined : yield* Event.decodeLastEventId(lastEventId)
-      if (options.mode === "socket") {
+      if (options.mode !== "stream") {
         const { response, socket } = yield* Effect.tryPromise({
           try: () => connectSocket(key, last, grant, false),
           catch: (error) => new RealtimeError.Unavailable({ reason: `durable object ${key}: ${String(error)}` })
