@@ -75,7 +75,8 @@ const subscribe = (id: string, headers: Record<string, string> = {}, query = "")
 const statsOf = (id: string) =>
   Effect.flatMap(
     request(`/object/posts:${id}`, { headers: { Accept: "application/json" } }),
-    (response) => json(response) as Effect.Effect<{ subscribers: number; sockets: number; heartbeats: number; stored: number }>
+    (response) =>
+      json(response) as Effect.Effect<{ subscribers: number; sockets: number; heartbeats: number; stored: number; instance: string }>
   )
 
 /** The object's counts; these tests subscribe in stream mode, so the object holds no socket. */
@@ -261,6 +262,19 @@ layer(runtime({ REALTIME_HEARTBEAT_MS: "200" }), { timeout: 60_000, excludeTestS
       assert.strictEqual((yield* stats("drop")).subscribers, 1)
       yield* eventually("released", stats("drop"), (s) => s.subscribers === 0 && s.heartbeats === 0)
     }))
+
+  it.scoped("in stream mode the object holding a client's stream is never evicted while it is open, even with nobody publishing", () =>
+    Effect.gen(function*() {
+      const { reader } = yield* subscribe("pinned")
+      yield* reader.readUntil((r) => r.comments.length > 0)
+      const before = yield* statsOf("pinned")
+      // The runtime's idle period (10 s, see the socket suite) passes without an eviction:
+      // the open response and the heartbeat keep the object in memory, and billed.
+      yield* Effect.sleep("11 seconds")
+      const after = yield* statsOf("pinned")
+      assert.strictEqual(after.subscribers, 1)
+      assert.strictEqual(after.instance, before.instance)
+    }), 30_000)
 
   it.scoped("an idle stream gets :keepalive every heartbeat, and the heartbeat stops with its last client", () =>
     Effect.gen(function*() {

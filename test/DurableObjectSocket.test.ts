@@ -292,6 +292,23 @@ layer(
       yield* eventually("bob released", stats("w6"), (s) => s.subscribers === 1)
     }))
 
+  it.scoped("with nobody publishing, the runtime evicts the object by itself while its clients stay connected (it holds no request and no timer); the next publish reaches each once", () =>
+    Effect.gen(function*() {
+      const subscribers = yield* Effect.all([subscribe("n1"), subscribe("n1"), subscribe("n1")])
+      yield* eventually("three sockets", stats("n1"), (s) => s.sockets === 3)
+      yield* publishThrough("n1", 1)
+      const before = yield* stats("n1")
+      // workerd evicts an object once it has been idle, with nothing pending, for 10 s.
+      // Asking the object anything would wake it, so this waits the runtime's period
+      // out once (the Worker's pings every 200 ms meanwhile are answered without it).
+      yield* Effect.sleep("11 seconds")
+      yield* publishThrough("n1", 2)
+      for (const { reader } of subscribers) assert.deepStrictEqual(ids(yield* reader.readUntil(Sse.hasEvents(2))), range(1, 2))
+      const after = yield* stats("n1")
+      assert.notStrictEqual(after.instance, before.instance)
+      assert.strictEqual(after.sockets, 3)
+    }), 30_000)
+
   it.scoped("a client that leaves closes its socket, and the object releases it", () =>
     Effect.gen(function*() {
       const leaving = yield* subscribe("w7")
