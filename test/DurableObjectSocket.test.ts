@@ -11,6 +11,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as net from "node:net"
 import { eventually } from "./utils/eventually.js"
 import * as Sse from "./utils/sse.js"
 import * as Workerd from "./utils/workerd.js"
@@ -319,4 +320,52 @@ layer(
       yield* publishThrough("w7", 1)
       assert.deepStrictEqual(ids(yield* staying.reader.readUntil(Sse.hasEvents(1))), ["e1"])
     }))
+})
+
+layer(
+  Layer.scoped(
+    Runtime,
+    Workerd.start({ entry, vars: { TEST_DO_MODE: "socket", TEST_WORKER_MAX_QUEUED_BYTES: "65536", REALTIME_MAX_EVENTS: "2000" } })
+  ),
+  { timeout: 60_000, excludeTestServices: true }
+)("the plugin over hibernatable sockets: a client that stops reading", (it) => {
+  it.scoped("falls behind, its socket is dropped, and when it reads again it gets every event once and in order", () =>
+    Effect.gen(function*() {
+      const { url } = yield* Runtime
+      // A raw socket that reads the response head, then nothing, until told.
+      let text = ""
+      let paused: net.Socket | undefined
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(Number(url.port), url.hostname, () =>
+              socket.write(`GET /api/saacms/v1/posts/slow/subscribe HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`))
+            socket.on("data", (chunk) => {
+              text += chunk.toString("latin1")
+              if (paused === undefined && text.includes(":keepalive")) {
+                paused = socket
+                socket.pause()
+                resolve(socket)
+              }
+            })
+            socket.once("error", reject)
+          })
+        ),
+        (socket) => Effect.sync(() => socket.destroy())
+      )
+      yield* eventually("one socket", stats("slow"), (s) => s.sockets === 1)
+      // 1 000 events of about 8 KiB: more than the kernel's buffers hold, so the
+      // client's unread bytes reach the Worker's bound and it drops the socket.
+      const body = "x".repeat(8 * 1024)
+      for (let n = 1; n <= 1000; n++) yield* publishThrough("slow", n, { n, body })
+      yield* eventually("the socket dropped", stats("slow"), (s) => s.sockets === 0)
+      paused!.resume()
+      const received = yield* eventually(
+        "every event",
+        Effect.sync(() => Sse.parse(text.replace(/\r\n[0-9a-f]+\r\n/g, ""))),
+        (events) => events.some((e) => e.id === "e1000"),
+        2_000
+      )
+      assert.deepStrictEqual(received.map((e) => e.id), range(1, 1000))
+    }), 60_000)
 })

@@ -35,6 +35,8 @@ interface Env {
   readonly TEST_DO_MODE?: string
   /** The Worker's heartbeat in socket mode (ms). */
   readonly TEST_WORKER_HEARTBEAT_MS?: string
+  /** What a client may leave unread before the Worker pauses its socket (bytes). */
+  readonly TEST_WORKER_MAX_QUEUED_BYTES?: string
 }
 
 // One plugin per isolate, made with the binding of the first request's env.
@@ -44,7 +46,8 @@ const pluginFor = (env: Env) =>
     binding: env.SAACMS_REALTIME,
     authorize,
     durableObjectMode: env.TEST_DO_MODE === "socket" ? "socket" : "stream",
-    ...(env.TEST_WORKER_HEARTBEAT_MS === undefined ? {} : { heartbeatMs: Number(env.TEST_WORKER_HEARTBEAT_MS) })
+    ...(env.TEST_WORKER_HEARTBEAT_MS === undefined ? {} : { heartbeatMs: Number(env.TEST_WORKER_HEARTBEAT_MS) }),
+    ...(env.TEST_WORKER_MAX_QUEUED_BYTES === undefined ? {} : { maxQueuedBytes: Number(env.TEST_WORKER_MAX_QUEUED_BYTES) })
   })
 
 const statusOf: Record<string, number> = { InvalidEvent: 400, InvalidResourceKey: 400, FrameTooLarge: 413 }
