@@ -58,7 +58,7 @@ const idLine = new TextEncoder().encode("\nid: ")
 const decoder = new TextDecoder()
 
 /** The id of the last frame in `chunk` that has one (a `:keepalive` has none). */
-export const lastIdIn = (chunk: Uint8Array): string | undefined => {
+const lastIdIn = (chunk: Uint8Array): string | undefined => {
   outer: for (let i = chunk.length - idLine.length; i >= 0; i--) {
     for (let j = 0; j < idLine.length; j++) {
       if (chunk[i + j] !== idLine[j]) continue outer
