@@ -31,9 +31,11 @@ const mount = (plugin: PluginDef) => {
   return app
 }
 
+// The stand-in objects answer with SSE responses: the stream mode (the socket
+// mode, the default, needs workerd's WebSocketPair; see DurableObjectSocket.test.ts).
 const withPlugin = <A, E>(namespace: Namespace.DurableObjectNamespaceLike, f: (plugin: PluginDef) => Effect.Effect<A, E>) =>
   Effect.acquireUseRelease(
-    Effect.sync(() => realtime({ binding: namespace })),
+    Effect.sync(() => realtime({ binding: namespace, durableObjectMode: "stream" })),
     f,
     (plugin) => Effect.promise(() => plugin.services.realtime.stop())
   )
