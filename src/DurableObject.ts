@@ -5,7 +5,9 @@
  *
  * Binding requests are the reference's: `GET` with `Accept: text/event-stream`
  * subscribes (with `Last-Event-ID` replay), `POST` with a JSON event publishes
- * and answers 204. Configure it with the Worker's environment variables
+ * and answers 204; ours adds `GET` with `Upgrade: websocket`, a subscription
+ * over a hibernatable socket, so that the object can sleep while the Worker
+ * holds the client's stream (`DurableObject/Socket.ts`). Configure it with the Worker's environment variables
  * (`REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_HEARTBEAT_MS`,
  * `REALTIME_QUEUE_CAPACITY`, `REALTIME_MAX_FRAME_BYTES`), read when the object wakes.
  *
@@ -14,16 +16,16 @@
 import type * as Access from "./Access.js"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import type * as Event from "./Event.js"
-import * as Mailbox from "./internal/mailbox.js"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
 import * as DurableObjectHttp from "./DurableObject/Http.js"
 import * as Socket from "./DurableObject/Socket.js"
 import * as Storage from "./DurableObject/Storage.js"
+import type * as Event from "./Event.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
+import * as Mailbox from "./internal/mailbox.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -199,7 +201,7 @@ export class SaacmsRealtimeDO {
         ), { discard: true }))
   }
 
-  /** Answer one binding request: subscribe (GET, SSE), publish (POST, 204) or stats (GET, JSON). */
+  /** Answer one binding request: subscribe (GET, SSE or a hibernatable WebSocket), publish (POST, 204) or stats (GET, JSON). */
   fetch(request: Request): Promise<Response> {
     return this.#runtime.runPromise(DurableObjectHttp.handle(request, this.#name, this.#storage, this.#recheck, this.#host)).catch(() =>
       // Only a core that could not start (its configuration, its storage) gets here; the log has why.
