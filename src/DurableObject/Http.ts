@@ -43,11 +43,6 @@ export const publishedHeaders = { id: "X-Saacms-Event-Id", seq: "X-Saacms-Event-
 const json = (status: number, error: string, message: string, headers?: Record<string, string>): Response =>
   Response.json({ error, message }, headers === undefined ? { status } : { status, headers })
 
-/** workerd's native byte pipe (absent elsewhere). */
-const IdentityTransformStream = (globalThis as {
-  readonly IdentityTransformStream?: new() => TransformStream<Uint8Array, Uint8Array>
-}).IdentityTransformStream
-
 /**
  * Subscribe: replay after `Last-Event-ID` (or `?lastEventId=`), then live frames.
  *
@@ -63,16 +58,7 @@ export const subscribe = (
     const realtime = yield* Realtime.Realtime
     const key = (name ?? record) as Event.ResourceKey
     const subscriber = yield* realtime.open(key, lastEventIdOf(request), grantOf(request, recheck, key))
-    const body = subscriber.toReadableStream()
-    if (IdentityTransformStream === undefined) return new Response(body, { headers: Frame.headers })
-    // workerd never cancels `body` when the client leaves, and keeps taking
-    // from it at times; writes through its native pipe fail instead, and the
-    // failed pipe cancels `body`, which releases the subscriber.
-    const pipe = new IdentityTransformStream()
-    body.pipeTo(pipe.writable).catch(() => {
-      // Released by the cancel.
-    })
-    return new Response(pipe.readable, { headers: Frame.headers })
+    return new Response(Socket.throughNativePipe(subscriber.toReadableStream()), { headers: Frame.headers })
   }).pipe(refusals)
 
 // The refusals of a subscribe, SSE or socket.

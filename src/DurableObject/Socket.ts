@@ -111,6 +111,29 @@ export const pong = "pong"
  */
 export const resumeHeader = "X-Saacms-Resume"
 
+/** workerd's native byte pipe (absent elsewhere). */
+const IdentityTransformStream = (globalThis as {
+  readonly IdentityTransformStream?: new() => TransformStream<Uint8Array, Uint8Array>
+}).IdentityTransformStream
+
+/**
+ * `body` as a client's response body that releases its subscriber when the
+ * client leaves. workerd never cancels a JS stream whose client left, and
+ * keeps taking from it at times; writes through its native pipe fail instead,
+ * and the failed pipe cancels `body`. Elsewhere, `body` itself.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const throughNativePipe = (body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> => {
+  if (IdentityTransformStream === undefined) return body
+  const pipe = new IdentityTransformStream()
+  body.pipeTo(pipe.writable).catch(() => {
+    // Released by the cancel.
+  })
+  return pipe.readable
+}
+
 /**
  * Close `socket`, ignoring one already closed.
  *

@@ -70,11 +70,6 @@ const lastIdIn = (chunk: Uint8Array): string | undefined => {
   return undefined
 }
 
-/** workerd's native byte pipe (absent elsewhere). */
-const IdentityTransformStream = (globalThis as {
-  readonly IdentityTransformStream?: new() => TransformStream<Uint8Array, Uint8Array>
-}).IdentityTransformStream
-
 /**
  * One client's subscription through its own socket to the record's object.
  *
@@ -102,7 +97,7 @@ export class SocketSubscriber implements Realtime.Subscriber {
   }
 
   toReadableStream(): ReadableStream<Uint8Array> {
-    const body = new ReadableStream<Uint8Array>({
+    return Socket.throughNativePipe(new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller
         this.#listen(this.#socket!)
@@ -111,15 +106,7 @@ export class SocketSubscriber implements Realtime.Subscriber {
       },
       pull: () => this.#resume(),
       cancel: () => this.close()
-    }, { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 })
-    if (IdentityTransformStream === undefined) return body
-    // workerd never cancels `body` when the client leaves; writes through its
-    // native pipe fail instead, and the failed pipe cancels `body`.
-    const pipe = new IdentityTransformStream()
-    body.pipeTo(pipe.writable).catch(() => {
-      // Released by the cancel.
-    })
-    return pipe.readable
+    }, { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 }))
   }
 
   close(): void {
@@ -145,8 +132,8 @@ export class SocketSubscriber implements Realtime.Subscriber {
       const id = lastIdIn(chunk)
       if (id !== undefined) this.#lastId = id
       this.#write(chunk)
-      const desired = this.#controller?.desiredSize ?? 0
-      if (desired !== null && 1 - desired > this.options.maxQueuedBytes) {
+      const desired = this.#controller?.desiredSize
+      if (desired !== undefined && desired !== null && 1 - desired > this.options.maxQueuedBytes) {
         // The client is behind: drop the socket, resume from its last id when it reads.
         this.#paused = true
         this.#socket = undefined
