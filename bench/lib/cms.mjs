@@ -26,6 +26,7 @@
  * subscriber can check exactly-once and in-order delivery as elsewhere.
  */
 import { connect } from "./connect.mjs"
+import { publishLone } from "./fanout.mjs"
 import { Ledger } from "./ledger.mjs"
 import { Plan } from "./plan.mjs"
 import { cpuSeconds, rssBytes } from "./proc.mjs"
@@ -150,27 +151,14 @@ const burstPhase = async (publisher, plan, ledger, perKey, { keys, bursts, burst
   }
 }
 
-const maxTimeouts = 3
-
 /**
  * Lone events, numbered right after the bursts that were sent (`first`, a
  * multiple of `keys`, so event `n` still goes to record `n % keys`):
  * `published` is then how many events went out, a prefix of the plan.
  */
-const lone = async (publisher, plan, ledger, perKey, { latencyEvents, size, gapMs, stallMs, latencySeconds }, first) => {
-  const deadline = performance.now() + latencySeconds * 1000
-  let timeouts = 0
-  ledger.recordingLatency = true
+const lone = async (publisher, plan, ledger, perKey, options, first) => {
   const before = ledger.latencyCount
-  let n = first
-  for (; n < first + latencyEvents && timeouts < maxTimeouts && performance.now() < deadline; n++) {
-    const key = plan.keyOf[n]
-    const done = ledger.until(ledger.count + perKey[key], Math.min(stallMs, 2_000))
-    await publisher.publish(n, key, size)
-    if (!(await done).reached) timeouts++
-    await sleep(gapMs)
-  }
-  ledger.recordingLatency = false
+  const { next: n, timeouts } = await publishLone(publisher, plan, ledger, perKey, options, first)
   const samples = ledger.samples().subarray(before)
   return {
     events: n - first, samples: samples.length, timeouts, published: n,

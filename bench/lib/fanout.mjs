@@ -163,14 +163,18 @@ const burst = async (publisher, plan, ledger, perKey, { events, size, stallMs, b
 
 const maxTimeouts = 3
 
-const lone = async (publisher, plan, ledger, perKey, { latencyEvents, size, gapMs, stallMs, latencySeconds }, clock) => {
-  const first = publisher.sent
-  const before = { frames: ledger.count, cpu: clock.read() }
+/**
+ * Lone events from number `first`, one at a time: each is awaited by every
+ * subscriber of its key, then `gapMs` of quiet; at most `latencyEvents`, within
+ * `latencySeconds`, until 3 of them time out. Records latency meanwhile; the
+ * number after the last one sent, and the timeouts.
+ */
+export const publishLone = async (publisher, plan, ledger, perKey, { latencyEvents, size, gapMs, stallMs, latencySeconds }, first) => {
   const deadline = performance.now() + latencySeconds * 1000
   let timeouts = 0
   ledger.recordingLatency = true
-  publisher.recordRoundTrips()
-  for (let n = first; n < first + latencyEvents && timeouts < maxTimeouts && performance.now() < deadline; n++) {
+  let n = first
+  for (; n < first + latencyEvents && timeouts < maxTimeouts && performance.now() < deadline; n++) {
     const key = plan.keyOf[n]
     const done = ledger.until(ledger.count + perKey[key], Math.min(stallMs, 2_000))
     await publisher.publish(n, key, size)
@@ -178,6 +182,14 @@ const lone = async (publisher, plan, ledger, perKey, { latencyEvents, size, gapM
     await sleep(gapMs)
   }
   ledger.recordingLatency = false
+  return { next: n, timeouts }
+}
+
+const lone = async (publisher, plan, ledger, perKey, options, clock) => {
+  const first = publisher.sent
+  const before = { frames: ledger.count, cpu: clock.read() }
+  publisher.recordRoundTrips()
+  const { timeouts } = await publishLone(publisher, plan, ledger, perKey, options, first)
   await publisher.drain()
   const cpu = clock.since(before.cpu)
   const delivered = ledger.count - before.frames

@@ -53,26 +53,13 @@ export class Ledger {
    * happened), or when no frame arrived for `stallMs` (`reached: false`).
    */
   until(target, stallMs) {
-    return new Promise((resolve) => {
-      let last = this.count
-      let lastProgress = performance.now()
-      const finish = (reached) => {
-        clearInterval(watchdog)
-        this.target = Infinity
-        this.reached = undefined
-        resolve({ reached, at: performance.now() })
-      }
-      const watchdog = setInterval(() => {
-        if (this.count !== last) {
-          last = this.count
-          lastProgress = performance.now()
-        } else if (performance.now() - lastProgress > stallMs) {
-          finish(false)
-        }
-      }, Math.min(250, stallMs))
-      if (this.count >= target) return finish(true)
+    return this.#waitOrStall(stallMs, (reached) => {
+      if (this.count >= target) return reached()
       this.target = target
-      this.reached = () => finish(true)
+      this.reached = reached
+    }, () => {
+      this.target = Infinity
+      this.reached = undefined
     })
   }
 
@@ -83,12 +70,23 @@ export class Ledger {
    */
   untilKey(key, target, stallMs) {
     if (this.perKey[key] >= target) return Promise.resolve({ reached: true, at: performance.now() })
+    return this.#waitOrStall(stallMs, (reached) => {
+      this.keyWait = { key, target, reached }
+    }, () => {
+      this.keyWait = undefined
+    })
+  }
+
+  // `arm` is handed the function that ends the wait as reached; a watchdog ends
+  // it as not reached once no frame has arrived for `stallMs`; `disarm` clears
+  // what `arm` set, either way.
+  #waitOrStall(stallMs, arm, disarm) {
     return new Promise((resolve) => {
       let last = this.count
       let lastProgress = performance.now()
       const finish = (reached) => {
         clearInterval(watchdog)
-        this.keyWait = undefined
+        disarm()
         resolve({ reached, at: performance.now() })
       }
       const watchdog = setInterval(() => {
@@ -99,7 +97,7 @@ export class Ledger {
           finish(false)
         }
       }, Math.min(250, stallMs))
-      this.keyWait = { key, target, reached: () => finish(true) }
+      arm(() => finish(true))
     })
   }
 }
