@@ -176,7 +176,6 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   // In memory the core publishes as a plain call (no fiber per publish), once
   // the first publish has found it; other backends go through the runtime.
   let direct: NonNullable<Realtime.Realtime["Type"]["unsafePublish"]> | undefined = undefined
-  let looked = false
   const publish = (event: RealtimeEvent): Promise<Realtime.Published> => {
     if (direct !== undefined) {
       try {
@@ -187,10 +186,7 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
       }
     }
     return run(Effect.flatMap(Realtime.Realtime, (realtime) => {
-      if (!looked && !stopped) {
-        looked = true
-        direct = realtime.unsafePublish
-      }
+      if (!stopped) direct = realtime.unsafePublish
       return realtime.publish(event)
     }))
   }

@@ -179,6 +179,7 @@ export interface Driver {
 export const make = (driver: Driver): ReplayBuffer["Type"] => {
   const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>) =>
     Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
+  const unsafeAppend = driver.unsafeAppend
   return ReplayBuffer.of({
     append: (key, { frame, id }) => withNow((now) => driver.append(key, id, frame, now)),
     since: (key, lastEventId) =>
@@ -200,9 +201,7 @@ export const make = (driver: Driver): ReplayBuffer["Type"] => {
     size: (key) => withNow((now) => driver.size(key, now)),
     stats: driver.stats,
     liveFromSource: driver.liveFromSource === true,
-    unsafeAppend: driver.unsafeAppend === undefined
-      ? undefined
-      : ((unsafeAppend) => (key, { frame, id }, now) => unsafeAppend(key, id, frame, now))(driver.unsafeAppend)
+    unsafeAppend: unsafeAppend === undefined ? undefined : (key, { frame, id }, now) => unsafeAppend(key, id, frame, now)
   })
 }
 
