@@ -165,7 +165,7 @@ export class SaacmsRealtimeDO {
       accept: (socket, subscriber, attachment) => {
         acceptWebSocket(socket)
         socket.serializeAttachment(attachment)
-        this.#sockets.set(socket, subscriber)
+        this.#attach(socket, subscriber)
       },
       count: () => this.#sockets.size,
       instance: crypto.randomUUID()
@@ -193,10 +193,7 @@ export class SaacmsRealtimeDO {
         })).pipe(
           Effect.match({
             onFailure: () => Socket.close(socket, 1011, "could not resume"),
-            onSuccess: (subscriber) => {
-              if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(socket))
-              this.#sockets.set(socket, subscriber)
-            }
+            onSuccess: (subscriber) => this.#attach(socket, subscriber)
           })
         ), { discard: true }))
   }
@@ -223,6 +220,12 @@ export class SaacmsRealtimeDO {
   webSocketError(socket: Socket.WebSocketLike): void {
     this.#release(socket)
     Socket.close(socket, 1011, "socket failed")
+  }
+
+  // `subscriber`'s frames go to `socket` from now on, starting with what it holds.
+  #attach(socket: Socket.WebSocketLike, subscriber: Realtime.Subscriber): void {
+    if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(socket))
+    this.#sockets.set(socket, subscriber)
   }
 
   #release(socket: Socket.WebSocketLike): void {

@@ -310,6 +310,21 @@ layer(
       assert.strictEqual(after.sockets, 3)
     }), 30_000)
 
+  it.scoped("after the object slept, its recheck still sees each socket's subject, read back from the attachment", () =>
+    Effect.gen(function*() {
+      const { miniflare } = yield* Runtime
+      const alice = yield* subscribe("w8", { "x-test-user": "alice" })
+      const bob = yield* subscribe("w8", { "x-test-user": "bob" })
+      yield* eventually("two sockets", stats("w8"), (s) => s.sockets === 2)
+      yield* Effect.promise(() =>
+        miniflare.unsafeEvictDurableObject("", "SaacmsRealtimeDO", { name: "posts:w8", webSockets: "hibernate" })
+      )
+      yield* publishThrough("w8", 1, { private: true, owner: "alice" })
+      const bobs = yield* bob.reader.readUntil((r) => r.done)
+      assert.deepStrictEqual(bobs.events.map((e) => [e.event, e.data]), [["saacms-revoked", "{\"reason\":\"forbidden\"}"]])
+      assert.deepStrictEqual(ids(yield* alice.reader.readUntil(Sse.hasEvents(1))), ["e1"])
+    }))
+
   it.scoped("a client that leaves closes its socket, and the object releases it", () =>
     Effect.gen(function*() {
       const leaving = yield* subscribe("w7")

@@ -18,7 +18,6 @@ import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as RealtimeError from "../RealtimeError.js"
 import * as ReplayBuffer from "../ReplayBuffer.js"
-import * as Mailbox from "../internal/mailbox.js"
 import * as Socket from "./Socket.js"
 import * as Storage from "./Storage.js"
 
@@ -84,6 +83,11 @@ const refusals = <R>(
  * @category models
  */
 export interface SocketHost {
+  /**
+   * Hand `socket` to the runtime with its attachment and send `subscriber`'s
+   * frames to it, starting with what it holds already (its opening, the start
+   * of its replay).
+   */
   readonly accept: (socket: Socket.WebSocketLike, subscriber: Realtime.Subscriber, attachment: Socket.Attachment) => void
   /** Sockets open now. */
   readonly count: () => number
@@ -123,15 +127,15 @@ export const connect = (
     const pair = new WebSocketPair()
     const client = pair[0]
     const server = pair[1]
+    // The subject as the Worker sent it: a woken object reads it back the same way.
+    const subject = request.headers.get(grantHeaders.subject) ?? undefined
     try {
-      sockets.accept(server, subscriber, { expiresAt: grant.expiresAt, subject: grant.subject })
+      sockets.accept(server, subscriber, { expiresAt: grant.expiresAt, subject })
     } catch (error) {
       // The runtime refused the socket (its limit of hibernatable sockets).
       subscriber.close()
       return yield* new RealtimeError.Unavailable({ reason: `socket not accepted: ${String(error)}` })
     }
-    // What the subscriber holds already (its opening, the start of its replay) goes now.
-    if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(server))
     return new Response(null, { status: 101, webSocket: client } as ResponseInit)
   }).pipe(refusals)
 
@@ -162,26 +166,30 @@ export const grantFromAttachment = (
   attachment: Socket.Attachment,
   recheck: Access.Recheck | undefined,
   key: Event.ResourceKey
-): Realtime.Grant => ({
-  expiresAt: attachment.expiresAt,
-  subject: attachment.subject,
-  canSee: recheck === undefined ? undefined : (event) => recheck(attachment.subject, event, key)
-})
+): Realtime.Grant => grantFrom(attachment.expiresAt, attachment.subject, recheck, key)
 
-const grantOf = (request: Request, recheck: Access.Recheck | undefined, key: Event.ResourceKey): Realtime.Grant => {
-  const expiresAt = Number(request.headers.get(grantHeaders.expiresAt) ?? Number.NaN)
-  const subjectJson = request.headers.get(grantHeaders.subject)
+const grantOf = (request: Request, recheck: Access.Recheck | undefined, key: Event.ResourceKey): Realtime.Grant =>
+  grantFrom(Number(request.headers.get(grantHeaders.expiresAt) ?? Number.NaN), request.headers.get(grantHeaders.subject), recheck, key)
+
+// The grant from its expiry and its subject as the Worker sent it (percent-encoded JSON).
+const grantFrom = (
+  expiresAt: number | undefined,
+  subjectJson: string | null | undefined,
+  recheck: Access.Recheck | undefined,
+  key: Event.ResourceKey
+): Realtime.Grant => {
+  const expiry = expiresAt !== undefined && Number.isFinite(expiresAt) ? expiresAt : undefined
   let subject: unknown = undefined
-  if (subjectJson !== null) {
+  if (subjectJson !== null && subjectJson !== undefined) {
     try {
       subject = JSON.parse(decodeURIComponent(subjectJson))
     } catch {
       // A subject the object cannot read sees nothing a re-check guards.
-      return { expiresAt: Number.isFinite(expiresAt) ? expiresAt : undefined, canSee: () => false }
+      return { expiresAt: expiry, canSee: () => false }
     }
   }
   return {
-    expiresAt: Number.isFinite(expiresAt) ? expiresAt : undefined,
+    expiresAt: expiry,
     subject,
     canSee: recheck === undefined ? undefined : (event) => recheck(subject, event, key)
   }

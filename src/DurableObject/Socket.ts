@@ -30,14 +30,16 @@ export interface WebSocketLike {
 }
 
 /**
- * What a socket's attachment holds: the grant its Worker forwarded.
+ * What a socket's attachment holds: the grant its Worker forwarded, its
+ * expiry and its subject as sent (percent-encoded JSON), read again the same
+ * way when the object wakes.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Attachment {
   readonly expiresAt?: number | undefined
-  readonly subject?: unknown
+  readonly subject?: string | undefined
 }
 
 /**
@@ -55,7 +57,10 @@ export const attachmentOf = (socket: WebSocketLike): Attachment => {
   }
   if (typeof value !== "object" || value === null) return {}
   const { expiresAt, subject } = value as { expiresAt?: unknown; subject?: unknown }
-  return { expiresAt: typeof expiresAt === "number" ? expiresAt : undefined, subject }
+  return {
+    expiresAt: typeof expiresAt === "number" ? expiresAt : undefined,
+    subject: typeof subject === "string" ? subject : undefined
+  }
 }
 
 /**
