@@ -21,9 +21,17 @@ import type * as Event from "./Event.js"
  * @category models
  */
 export interface AccessRequest {
+  /** The record's key; for a whole collection (`topic: "collection"`), `"<collection>:*"`. */
   readonly key: Event.ResourceKey
   readonly collection: string
+  /** The record's id; `"*"` for a whole collection. */
   readonly id: string
+  /**
+   * What is asked for: one record (the per-record route, or a `collection/id`
+   * topic), or a whole collection (a `collection/*` topic of the multiplexed
+   * route: every event of its records). Absent means a record.
+   */
+  readonly topic?: "record" | "collection" | undefined
   readonly method: string
   readonly url: URL
   readonly headers: Headers

@@ -79,6 +79,24 @@ export const resourceKey = (
   return Either.right(`${slug.right}:${recordId.right}` as ResourceKey)
 }
 
+/**
+ * The key of a collection's own history (every event of its records):
+ * `"<slug>:*"`, which no record has (`*` is not a record id character).
+ * `slug` must be a valid `Slug`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const collectionKey = (slug: string): ResourceKey => `${slug}:*` as ResourceKey
+
+/**
+ * `true` for a collection's key (see `collectionKey`).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const isCollectionKey = (key: string): boolean => key.endsWith(":*")
+
 const decodeSlug = Schema.decodeUnknownEither(Slug)
 const decodeRecordId = Schema.decodeUnknownEither(RecordId)
 

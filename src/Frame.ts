@@ -304,3 +304,163 @@ export const concat = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
   }
   return out
 }
+
+// Multiplexed streams (`GET /api/saacms/v1/subscribe`). Their record frames
+// name the record in `data` and carry the stream's cursor as `id:`, so they
+// are built per stream from a shared body: what a record's frame says, less
+// its id, which every stream follows with its own `id: <cursor>`.
+
+const recordFrame = /^event: (snapshot|changed|deleted)\nid: ([^\n]*)\ndata: ([^\n]*)\n\n$/
+
+/**
+ * A frame of a multiplexed stream without its `id:` line and blank line (the
+ * same bytes for every stream), and the check of the event id it replaces
+ * (see `check`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TopicBody {
+  readonly body: Uint8Array
+  readonly check: number
+}
+
+/**
+ * A 24-bit check of an event id (FNV-1a over its UTF-16 code units): a
+ * multiplexed stream's cursor keeps it beside each topic's sequence number, so
+ * that a history that started again (a restart, a flushed Redis) is not taken
+ * for the one the client left.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const check = (id: string): number => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < id.length; i++) {
+    hash ^= id.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return (hash >>> 0) & 0xffffff
+}
+
+const json = JSON.stringify
+
+/**
+ * The entry a record event adds to its collection's history, built from the
+ * record's frame: the same event and id, with `data` naming the record,
+ * `{"collection","id","etag","record"}` (`{"collection","id"}` for `deleted`).
+ * `undefined` for a frame that is not a record event.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const collectionEntry = (frame: Uint8Array, collection: string, id: string): Uint8Array | undefined => {
+  const match = recordFrame.exec(decoder.decode(frame))
+  if (match === null) return undefined
+  const [, type, eventId, data] = match as unknown as [string, string, string, string]
+  return encoder.encode(
+    `event: ${type}\nid: ${eventId}\ndata: ${named(type, `${collection}/*`, collection, id, eventId, data)}\n\n`
+  )
+}
+
+// `data` of a multiplexed frame: the topic it is for (a record's, or its
+// collection's), the record, its etag and the record's body.
+const named = (type: string, topic: string, collection: string, id: string, eventId: string, data: string): string =>
+  type === "deleted"
+    ? `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)}}`
+    : `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)},"etag":${json(eventId)},"record":${data}}`
+
+const bodies = new WeakMap<Uint8Array, TopicBody>()
+
+/**
+ * The shared body of a history frame on a multiplexed stream: a record's
+ * frame (`record` names it) gets `data` that names its topic (`collection/id`)
+ * and the record, as a collection entry's does; a collection
+ * entry already has it. Built once per frame and kept while the frame lives.
+ * `undefined` for a frame that is not a record event.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const topicBody = (
+  frame: Uint8Array,
+  record: { readonly collection: string; readonly id: string } | undefined
+): TopicBody | undefined => {
+  const known = bodies.get(frame)
+  if (known !== undefined) return known
+  const match = recordFrame.exec(decoder.decode(frame))
+  if (match === null) return undefined
+  const [, type, eventId, data] = match as unknown as [string, string, string, string]
+  const text = record === undefined
+    ? data
+    : named(type, `${record.collection}/${record.id}`, record.collection, record.id, eventId, data)
+  const body: TopicBody = { body: encoder.encode(`event: ${type}\ndata: ${text}\n`), check: check(eventId) }
+  bodies.set(frame, body)
+  return body
+}
+
+/**
+ * The end of a multiplexed stream's frame: its cursor as the event id.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const cursorTail = (cursor: string): Uint8Array => encoder.encode(`id: ${cursor}\n\n`)
+
+/**
+ * What a multiplexed stream says first (after `:keepalive` and `retry:`):
+ * each topic's standing (`fresh`: no position, refetch; `resumed`: what it
+ * missed follows; `resync`: its history is gone, a `saacms-resync` frame
+ * follows; `denied`: a `saacms-denied` frame follows), with the cursor.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const welcome = (
+  topics: ReadonlyArray<{ readonly topic: string; readonly status: "fresh" | "resumed" | "resync" | "denied" }>,
+  cursor: string
+): Uint8Array => encoder.encode(`event: saacms-welcome\ndata: ${json({ topics })}\nid: ${cursor}\n\n`)
+
+/**
+ * A topic's history is gone: refetch it, then carry on (with the cursor past it).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const topicResync = (topic: string, cursor: string): Uint8Array =>
+  encoder.encode(`event: saacms-resync\ndata: ${json({ topic, reason: "buffer-miss" })}\nid: ${cursor}\n\n`)
+
+/**
+ * A topic's access ended (`expired`, `forbidden`): nothing more of it comes;
+ * the stream's other topics go on.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const topicRevoked = (topic: string, reason: "expired" | "forbidden"): Uint8Array =>
+  encoder.encode(`event: saacms-revoked\ndata: ${json({ topic, reason })}\n\n`)
+
+/**
+ * A topic `authorize` refused (401 or 403) on a stream whose other topics were allowed.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const topicDenied = (topic: string, status: number, reason: string): Uint8Array =>
+  encoder.encode(`event: saacms-denied\ndata: ${json({ topic, status, reason })}\n\n`)
+
+/**
+ * Read back the record event of a collection entry (see `collectionEntry`),
+ * for access re-checks of replayed history; `undefined` for anything else.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const decodeCollectionEntry = (frame: Uint8Array): Event.RealtimeEvent | undefined => {
+  const match = recordFrame.exec(decoder.decode(frame))
+  if (match === null) return undefined
+  const [, type, , data] = match as unknown as [string, "snapshot" | "changed" | "deleted", string, string]
+  const named = JSON.parse(data) as { collection: string; id: string; etag?: string; record?: unknown }
+  if (type === "deleted") return { type, slug: named.collection, id: named.id }
+  return { type, slug: named.collection, id: named.id, record: named.record, etag: named.etag }
+}

@@ -53,8 +53,6 @@ export type Subscriber = Mailbox.Mailbox
  */
 export const keepalive: Message = { seq: 0, frame: Frame.keepalive }
 
-const revokedExpired = Frame.revoked("expired")
-
 interface Topic {
   readonly subscribers: Set<Subscriber>
   /** Set while the record's live source is starting; joiners wait for it. */
@@ -168,7 +166,7 @@ export const make = (
     const clock = yield* Effect.clock
     const expired = (subscriber: Subscriber): boolean => {
       if (subscriber.expiresAt === Infinity || subscriber.expiresAt > clock.unsafeCurrentTimeMillis()) return false
-      subscriber.finish(revokedExpired)
+      subscriber.finish("expired")
       return true
     }
 

@@ -112,6 +112,10 @@ export interface PluginDef {
     readonly "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) => Promise<Response>
     /** The CORS preflight, present when `cors` is set. */
     readonly "OPTIONS /api/saacms/v1/:collection/:id/subscribe"?: (c: RealtimeRouteContext) => Promise<Response>
+    /** One stream for many `?topic=` records and collections (see `RealtimeHttp.respondMany`). */
+    readonly "GET /api/saacms/v1/subscribe": (c: RealtimeRouteContext) => Promise<Response>
+    /** Its CORS preflight, present when `cors` is set. */
+    readonly "OPTIONS /api/saacms/v1/subscribe"?: (c: RealtimeRouteContext) => Promise<Response>
   }
   readonly services: { readonly realtime: RealtimePublisher }
 }
@@ -167,6 +171,12 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
       HttpServerResponse.toWeb
     ))
 
+  const subscribeMany = (c: RealtimeRouteContext): Promise<Response> =>
+    run(Effect.map(
+      RealtimeHttp.respondMany(HttpServerRequest.fromWeb(c.req.raw ?? new Request("http://localhost/"))),
+      HttpServerResponse.toWeb
+    ))
+
   const preflight = (c: RealtimeRouteContext): Promise<Response> =>
     run(RealtimeHttp.preflight.pipe(
       Effect.provideService(HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(c.req.raw ?? new Request("http://localhost/"))),
@@ -200,9 +210,11 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
     routes: {
       "GET /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) =>
         stopped ? stoppedResponse() : subscribe(c),
+      "GET /api/saacms/v1/subscribe": (c: RealtimeRouteContext) => stopped ? stoppedResponse() : subscribeMany(c),
       ...(options.cors === undefined ? {} : {
         "OPTIONS /api/saacms/v1/:collection/:id/subscribe": (c: RealtimeRouteContext) =>
-          stopped ? stoppedResponse() : preflight(c)
+          stopped ? stoppedResponse() : preflight(c),
+        "OPTIONS /api/saacms/v1/subscribe": (c: RealtimeRouteContext) => stopped ? stoppedResponse() : preflight(c)
       })
     },
     services: {

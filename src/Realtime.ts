@@ -18,6 +18,8 @@ import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
 import * as Mailbox from "./internal/mailbox.js"
+import * as Mux from "./internal/multiplex.js"
+import * as Multiplex from "./Multiplex.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -91,6 +93,20 @@ export interface OpenOptions extends Hub.JoinOptions {
 }
 
 /**
+ * One topic of a multiplexed stream (`openMany`), with the access decision
+ * for it: allowed (with its grant, if any) or `denied` (the stream says so in
+ * its own frame and follows the others).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TopicRequest {
+  readonly topic: Multiplex.Topic
+  readonly grant?: Grant | undefined
+  readonly denied?: { readonly status: number; readonly reason: string } | undefined
+}
+
+/**
  * The errors of `open` and `subscribe`.
  *
  * @since 0.1.0
@@ -98,6 +114,7 @@ export interface OpenOptions extends Hub.JoinOptions {
  */
 export type SubscribeError =
   | RealtimeError.InvalidLastEventId
+  | RealtimeError.InvalidTopic
   | RealtimeError.TooManySubscribers
   | RealtimeError.Unavailable
 
@@ -128,6 +145,20 @@ export class Realtime extends Context.Tag("@saacms/realtime/Realtime")<Realtime,
     options?: OpenOptions | undefined
   ) => Effect.Effect<Subscriber, SubscribeError>
   /**
+   * One stream for many topics (records and whole collections), in the
+   * canonical order of `Multiplex.parseTopics`: `:keepalive`, `retry:`, a
+   * `saacms-welcome` naming each topic's standing, then for each topic what
+   * its client missed after its position in `cursor` (or its own
+   * `saacms-resync`), then live frames; every record frame carries the
+   * stream's new cursor as its id. A cursor of another topic list is no
+   * position (every topic starts fresh); one no server wrote fails with
+   * `InvalidLastEventId`.
+   */
+  readonly openMany: (
+    topics: ReadonlyArray<TopicRequest>,
+    cursor?: string | undefined
+  ) => Effect.Effect<Subscriber, SubscribeError>
+  /**
    * The SSE bytes for one record: `:keepalive`, `retry:`, then what the
    * client missed after `lastEventId` (or one `saacms-resync` frame), read
    * from the history as the stream is pulled, then live frames. A reader too
@@ -154,6 +185,7 @@ export const make: Effect.Effect<
   const buffer = yield* ReplayBuffer.ReplayBuffer
   const hub = yield* Hub.Hub
   let counter = 0
+  const collections = config.collectionHistory
   const noId = Either.right(undefined)
   const noRetry = Effect.succeed(undefined)
 
@@ -185,9 +217,20 @@ export const make: Effect.Effect<
         const published: Published = { key, id, seq: entry.seq }
         // Over Redis the record's channel brings it here too, in order with
         // other instances' publishes: handing it over now would only make gaps.
-        return buffer.liveFromSource
-          ? Effect.succeed(published)
-          : Effect.as(hub.publish(key, { seq: entry.seq, frame, event }), published)
+        const handed = buffer.liveFromSource ? Effect.void : hub.publish(key, { seq: entry.seq, frame, event })
+        if (!collections) return Effect.as(handed, published)
+        // Then the collection's history, after the record's: one record's
+        // events reach it in the order the record's history has them.
+        const collection = Event.collectionKey(event.slug)
+        const entryFrame = Frame.collectionEntry(frame, event.slug, event.id)!
+        return Effect.as(
+          Effect.zipRight(
+            handed,
+            Effect.flatMap(buffer.append(collection, { id, frame: entryFrame }), (entry) =>
+              buffer.liveFromSource ? Effect.void : hub.publish(collection, { seq: entry.seq, frame: entryFrame, event }))
+          ),
+          published
+        )
       })
     })
 
@@ -198,6 +241,11 @@ export const make: Effect.Effect<
     return Either.map(prepare(input, now), ({ event, frame, id, key }) => {
       const { seq } = append(key, { id, frame }, now)
       hub.unsafePublish(key, { seq, frame, event })
+      if (collections) {
+        const collection = Event.collectionKey(event.slug)
+        const entryFrame = Frame.collectionEntry(frame, event.slug, event.id)!
+        hub.unsafePublish(collection, { seq: append(collection, { id, frame: entryFrame }, now).seq, frame: entryFrame, event })
+      }
       return { key, id, seq }
     })
   }
@@ -217,19 +265,7 @@ export const make: Effect.Effect<
     grant: Grant | undefined,
     opening = true
   ) => {
-    if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
-    const canSee = grant?.canSee
-    if (canSee !== undefined) {
-      subscriber.canSee = (event, frame) => {
-        try {
-          // A replayed event is read back from its frame.
-          const decoded = event ?? Frame.decode(key, frame)
-          return decoded !== undefined && canSee(decoded as Event.RealtimeEvent)
-        } catch {
-          return false
-        }
-      }
-    }
+    applyGrant(subscriber, key, grant)
     return Effect.zipWith(buffer.since(key, last), opening ? retryFrame : noRetry, (since, retry) => {
       const frames = opening ? [Frame.keepalive] : []
       if (retry !== undefined) frames.push(retry)
@@ -240,6 +276,115 @@ export const make: Effect.Effect<
       return subscriber
     })
   }
+
+  // Where a multiplexed stream's topic starts: at the head (no position), or
+  // after its position when the history holds it (its event's id checks
+  // out), else at the head with a resync.
+  const one = { maxBytes: 1, maxFrames: 1 }
+  // A read past any head is `Gone` with the head's number and id.
+  const headOf = (key: Event.ResourceKey) =>
+    Effect.map(buffer.read(key, Number.MAX_SAFE_INTEGER, one), (read) => ({
+      seq: read.lastSeq,
+      id: read._tag === "Gone" ? read.newestId : ""
+    }))
+  const locate = (
+    key: Event.ResourceKey,
+    position: Multiplex.Position | undefined
+  ): Effect.Effect<Located, RealtimeError.Unavailable> => {
+    if (position === undefined) {
+      return Effect.map(headOf(key), (head) => ({
+        status: "fresh",
+        from: head.seq,
+        head: head.seq,
+        check: head.seq === 0 ? 0 : Frame.check(head.id),
+        newestId: head.id
+      }))
+    }
+    if (position.seq === 0) {
+      return Effect.map(headOf(key), (head) => ({ status: "resumed", from: 0, head: head.seq, check: 0, newestId: head.id }))
+    }
+    return Effect.flatMap(buffer.read(key, position.seq - 1, one), (read): Effect.Effect<Located, RealtimeError.Unavailable> => {
+      if (read._tag === "Entries") {
+        const entry = read.entries[0]
+        if (entry !== undefined && entry.seq === position.seq && Frame.check(entry.id) === position.check) {
+          return Effect.succeed({ status: "resumed", from: position.seq, head: read.lastSeq, check: position.check, newestId: "" })
+        }
+        return Effect.map(headOf(key), (head) => ({
+          status: "resync",
+          from: head.seq,
+          head: head.seq,
+          check: position.check,
+          newestId: head.id
+        }))
+      }
+      // The client saw the newest event, whose entry is gone: it missed nothing.
+      if (read.lastSeq === position.seq && Frame.check(read.newestId) === position.check) {
+        return Effect.succeed({ status: "resumed", from: position.seq, head: read.lastSeq, check: position.check, newestId: "" })
+      }
+      return Effect.succeed({ status: "resync", from: read.lastSeq, head: read.lastSeq, check: position.check, newestId: read.newestId })
+    })
+  }
+
+  const openMany: Realtime["Type"]["openMany"] = (requests, cursor) =>
+    Effect.suspend((): Effect.Effect<Subscriber, SubscribeError> => {
+      const topics = requests.map((request) => request.topic)
+      const hash = Multiplex.listHash(topics)
+      const positions = cursor === undefined ? Either.right(undefined) : Multiplex.decodeCursor(cursor, hash, topics.length)
+      if (positions._tag === "Left") return Effect.fail(positions.left)
+      const given = positions.right
+      const slots = topics.map((topic) => new Mux.Slot(topic))
+      const stream = new Mux.Stream(slots, hash)
+      const allowed: Array<number> = []
+      requests.forEach((request, i) => {
+        if (request.denied === undefined) allowed.push(i)
+      })
+      return Effect.uninterruptible(Effect.gen(function*() {
+        for (const i of allowed) {
+          const subscriber = yield* hub.join(requests[i]!.topic.key)
+          applyGrant(subscriber, requests[i]!.topic.key, requests[i]!.grant)
+          stream.adopt(slots[i]!, subscriber, i)
+        }
+        const located = yield* Effect.forEach(allowed, (i) => locate(topics[i]!.key, given?.[i]), { concurrency: "unbounded" })
+        const retry = yield* retryFrame
+        // Positions before any frame: a resync moves its topic on in its own frame.
+        slots.forEach((slot, i) => {
+          const position = given?.[i]
+          if (position !== undefined) {
+            slot.seq = position.seq
+            slot.check = position.check
+          }
+        })
+        allowed.forEach((i, n) => {
+          const at = located[n]!
+          if (at.status === "fresh") {
+            slots[i]!.seq = at.head
+            slots[i]!.check = at.check
+          }
+        })
+        const status = (i: number) => {
+          const n = allowed.indexOf(i)
+          return n === -1 ? "denied" as const : located[n]!.status
+        }
+        const opening = [Frame.keepalive]
+        if (retry !== undefined) opening.push(retry)
+        opening.push(Frame.welcome(topics.map((topic, i) => ({ topic: topic.topic, status: status(i) })), stream.cursor()))
+        requests.forEach((request) => {
+          if (request.denied !== undefined) {
+            opening.push(Frame.topicDenied(request.topic.topic, request.denied.status, request.denied.reason))
+          }
+        })
+        stream.write(Frame.concat(opening))
+        allowed.forEach((i, n) => {
+          const at = located[n]!
+          const subscriber = slots[i]!.mailbox
+          if (subscriber === undefined) return
+          if (at.status === "resync") stream.write(stream.resync(subscriber, at.newestId, at.head))
+          subscriber.begin(at.from, at.head, undefined)
+        })
+        if (allowed.length === 0) stream.close()
+        return stream as Subscriber
+      }).pipe(Effect.tapErrorCause(() => Effect.sync(() => stream.close()))))
+    })
 
   const lastId = (lastEventId: string | undefined) =>
     lastEventId === undefined ? noId : Event.decodeLastEventId(lastEventId)
@@ -266,8 +411,35 @@ export const make: Effect.Effect<
       return framesOf(subscriber)
     }))
 
-  return Realtime.of({ publish, unsafePublish, open, subscribe })
+  return Realtime.of({ publish, unsafePublish, open, openMany, subscribe })
 })
+
+interface Located {
+  readonly status: "fresh" | "resumed" | "resync"
+  /** The stream goes on after this sequence number. */
+  readonly from: number
+  readonly head: number
+  /** The check of the position the client holds before any frame of this stream. */
+  readonly check: number
+  readonly newestId: string
+}
+
+// A grant's expiry and per-event check on a subscriber of `key` (a record or a collection).
+const applyGrant = (subscriber: Hub.Subscriber, key: Event.ResourceKey, grant: Grant | undefined) => {
+  if (grant?.expiresAt !== undefined) subscriber.expiresAt = grant.expiresAt
+  const canSee = grant?.canSee
+  if (canSee === undefined) return
+  const collection = Event.isCollectionKey(key)
+  subscriber.canSee = (event, frame) => {
+    try {
+      // A replayed event is read back from its frame.
+      const decoded = event ?? (collection ? Frame.decodeCollectionEntry(frame) : Frame.decode(key, frame))
+      return decoded !== undefined && canSee(decoded as Event.RealtimeEvent)
+    } catch {
+      return false
+    }
+  }
+}
 
 // Each pull takes every frame waiting, as one chunk of the shared frames.
 const framesOf = (subscriber: Hub.Subscriber): Stream.Stream<Uint8Array> => {

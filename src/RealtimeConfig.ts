@@ -33,7 +33,9 @@ export const Options = Schema.Struct({
   maxSubscribersPerKey: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000))),
   maxSubscribers: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000_000))),
   retryMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 3_600_000))),
-  retryJitterMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 3_600_000)))
+  retryJitterMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 3_600_000))),
+  maxTopics: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
+  collectionHistory: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -97,6 +99,19 @@ export interface Resolved {
    * that clients cut off together do not all come back at once. Default 2 000.
    */
   readonly retryJitterMs: number
+  /**
+   * Topics one multiplexed stream may follow (`GET /api/saacms/v1/subscribe`);
+   * more answer 400. Each topic counts as one subscriber against
+   * `maxSubscribers`, and adds at most 11 bytes to the stream's cursor.
+   * Default 100.
+   */
+  readonly maxTopics: number
+  /**
+   * Keep a history per collection (every event of its records, with the same
+   * retention as a record's), so that `collection/*` topics resume exactly.
+   * Costs one more append per publish. Default `true`.
+   */
+  readonly collectionHistory: boolean
 }
 
 /**
@@ -115,7 +130,9 @@ export const defaults: Resolved = {
   maxSubscribersPerKey: 10_000,
   maxSubscribers: 100_000,
   retryMs: 3_000,
-  retryJitterMs: 2_000
+  retryJitterMs: 2_000,
+  maxTopics: 100,
+  collectionHistory: true
 }
 
 /**
@@ -147,7 +164,9 @@ export const resolve = (options: Options, base: Resolved = defaults): Resolved =
   maxSubscribersPerKey: options.maxSubscribersPerKey ?? base.maxSubscribersPerKey,
   maxSubscribers: options.maxSubscribers ?? base.maxSubscribers,
   retryMs: options.retryMs ?? base.retryMs,
-  retryJitterMs: options.retryJitterMs ?? base.retryJitterMs
+  retryJitterMs: options.retryJitterMs ?? base.retryJitterMs,
+  maxTopics: options.maxTopics ?? base.maxTopics,
+  collectionHistory: options.collectionHistory ?? base.collectionHistory
 })
 
 /**
@@ -192,7 +211,8 @@ export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.ef
       maxSubscribersPerKey: yield* opt("REALTIME_MAX_SUBSCRIBERS_PER_KEY"),
       maxSubscribers: yield* opt("REALTIME_MAX_SUBSCRIBERS"),
       retryMs: yield* opt("REALTIME_RETRY_MS"),
-      retryJitterMs: yield* opt("REALTIME_RETRY_JITTER_MS")
+      retryJitterMs: yield* opt("REALTIME_RETRY_JITTER_MS"),
+      maxTopics: yield* opt("REALTIME_MAX_TOPICS")
     }
     return yield* Schema.decodeUnknown(Options)(options).pipe(
       Effect.map((decoded) => resolve(decoded, base)),

@@ -78,6 +78,19 @@ export class TooManySubscribers extends Data.TaggedError("TooManySubscribers")<{
 }> {}
 
 /**
+ * A multiplexed subscribe whose topics cannot be read: none, one that is not
+ * `collection/id` or `collection/*`, or more than `maxTopics`
+ * (`limit` is then set). Nothing was registered.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidTopic extends Data.TaggedError("InvalidTopic")<{
+  readonly reason: string
+  readonly limit?: number | undefined
+}> {}
+
+/**
  * Every error the realtime core can fail with.
  *
  * @since 0.1.0
@@ -90,3 +103,4 @@ export type RealtimeError =
   | InvalidLastEventId
   | Unavailable
   | TooManySubscribers
+  | InvalidTopic

@@ -19,9 +19,12 @@ import * as Cors from "./Cors.js"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Mailbox from "./internal/mailbox.js"
+import * as Mux from "./internal/multiplex.js"
 import { NodeBody } from "./internal/nodeBody.js"
+import * as Multiplex from "./Multiplex.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
+import type * as RealtimeError from "./RealtimeError.js"
 
 /**
  * The route, in the form the reference's plugin uses as its `routes` key.
@@ -30,6 +33,15 @@ import * as RealtimeConfig from "./RealtimeConfig.js"
  * @category models
  */
 export const path = "/api/saacms/v1/:collection/:id/subscribe" as const
+
+/**
+ * The multiplexed route: one stream for the `?topic=` records
+ * (`collection/id`) and collections (`collection/*`), repeated.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const multiplexPath = "/api/saacms/v1/subscribe" as const
 
 /**
  * The router options the subscribe route needs. find-my-way answers 404 for a
@@ -199,30 +211,148 @@ const open = (
     }
     const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
     if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
-    const recheck = access.recheck
-    const grant: Realtime.Grant | undefined = decision === allowed && recheck === undefined ? undefined : {
-      expiresAt: decision.expiresAt,
-      subject: decision.subject,
-      canSee: recheck === undefined ? undefined : (event) => recheck(decision.subject, event, key)
-    }
+    const grant = grantOf(decision, access.recheck, () => key)
     const realtime = yield* Realtime.Realtime
     // Opened before the response starts, so a refusal is a status, not a cut stream.
-    const subscriber = yield* realtime.open(key, last, grant)
+    return yield* streamResponse(yield* realtime.open(key, last, grant), request, options)
+  }).pipe(refusals(log))
+
+// What a subscription may see: the grant's expiry, and the recheck of each
+// event (of the record `keyOf` names for it).
+const grantOf = (
+  decision: Access.Allow,
+  recheck: Access.Recheck | undefined,
+  keyOf: (event: Event.RealtimeEvent) => Event.ResourceKey
+): Realtime.Grant | undefined =>
+  decision === allowed && recheck === undefined ? undefined : {
+    expiresAt: decision.expiresAt,
+    subject: decision.subject,
+    canSee: recheck === undefined ? undefined : (event) => recheck(decision.subject, event, keyOf(event))
+  }
+
+const streamResponse = (
+  subscriber: Realtime.Subscriber,
+  request: HttpServerRequest.HttpServerRequest,
+  options: typeof streamOptions
+) =>
+  Effect.gen(function*() {
     // A server that speaks web Responses (Bun, workerd, web handlers) gets a
     // ReadableStream fed straight from the subscriber's mailbox.
     if (request.source instanceof Request) return HttpServerResponse.raw(subscriber.toReadableStream(), options)
     // Node's server pipes a raw body into its response: an iterator over the
     // mailbox, closed when the request's scope ends (the client left).
     const scope = yield* Effect.serviceOption(Scope.Scope)
-    if (subscriber instanceof Mailbox.Mailbox && isNodeRequest(request.source) && scope._tag === "Some") {
+    if (
+      (subscriber instanceof Mailbox.Mailbox || subscriber instanceof Mux.Stream) && isNodeRequest(request.source) &&
+      scope._tag === "Some"
+    ) {
       yield* Scope.addFinalizer(scope.value, Effect.sync(() => subscriber.close()))
       return HttpServerResponse.raw(new NodeBody(subscriber), options)
     }
     return HttpServerResponse.stream(Realtime.toStream(subscriber), options)
-  }).pipe(
+  })
+
+/**
+ * Answer one multiplexed subscribe request (`GET /api/saacms/v1/subscribe`):
+ * validate the topics (400 `invalid_topic`, or `too_many_topics` past
+ * `maxTopics`) and the cursor (400 `invalid_last_event_id`), ask `Access`
+ * for each topic (a denied topic gets its own `saacms-denied` frame; when
+ * every topic is denied, the first denial answers), then stream them all.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const respondMany = (
+  request: HttpServerRequest.HttpServerRequest
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
+  Effect.flatMap(Cors.Cors, (options) => {
+    const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
+    const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.annotateLogs(effect, { requestId: requestIdOf(request), route: multiplexPath })
+    const opened = openMany(request, cors, log)
+    return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
+  })
+
+const openMany = (
+  request: HttpServerRequest.HttpServerRequest,
+  cors: Record<string, string>,
+  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+) =>
+  Effect.gen(function*() {
+    const config = yield* RealtimeConfig.RealtimeConfig
+    const url = new URL(request.url, "http://localhost")
+    const topics = yield* Multiplex.parseTopics(url.searchParams.getAll("topic"), config.maxTopics)
+    const cursor = lastEventId(request)
+    // Refused before anyone is asked.
+    if (cursor !== undefined) yield* Multiplex.decodeCursor(cursor, Multiplex.listHash(topics), topics.length)
+    const access = yield* Access.Access
+    const authorize = access.authorize
+    let headers: Headers | undefined
+    const decisions = authorize === undefined ? topics.map(() => allowed) : yield* Effect.forEach(topics, (topic) =>
+      authorize({
+        key: topic.key,
+        collection: topic.collection,
+        id: topic.id ?? "*",
+        topic: topic.id === undefined ? "collection" : "record",
+        method: request.method,
+        url,
+        headers: headers ??= request.source instanceof Request
+          ? new Headers(request.source.headers)
+          : new Headers(request.headers as Record<string, string>),
+        cookies: request.cookies
+      }), { concurrency: "unbounded" }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))
+        )
+      )
+    const now = yield* Clock.currentTimeMillis
+    const recheck = access.recheck
+    const requests = topics.map((topic, i): Realtime.TopicRequest => {
+      const decision = decisions[i]!
+      if (decision._tag === "Deny") {
+        return { topic, denied: { status: decision.status, reason: decision.reason ?? denialReason(decision.status) } }
+      }
+      if (decision.expiresAt !== undefined && decision.expiresAt <= now) {
+        return { topic, denied: { status: 401, reason: "the grant has expired" } }
+      }
+      return {
+        topic,
+        grant: grantOf(decision, recheck, (event) => `${event.slug}:${event.id}` as Event.ResourceKey)
+      }
+    })
+    const denied = requests.filter((request) => request.denied !== undefined)
+    if (denied.length === requests.length) {
+      const first = denied[0]!.denied!
+      yield* log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ status: first.status })))
+      return errorResponse(first.status, first.status === 401 ? "unauthorized" : "forbidden", first.reason)
+    }
+    const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
+    if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
+    const realtime = yield* Realtime.Realtime
+    return yield* streamResponse(yield* realtime.openMany(requests, cursor), request, options)
+  }).pipe(refusals(log))
+
+const denialReason = (status: number) => status === 401 ? "authentication required" : "access denied"
+
+const refusals = (log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+<R>(
+  effect: Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    | RealtimeError.InvalidResourceKey
+    | RealtimeError.InvalidLastEventId
+    | RealtimeError.InvalidTopic
+    | AuthorizeFailed
+    | RealtimeError.TooManySubscribers
+    | RealtimeError.Unavailable,
+    R
+  >
+) =>
+  effect.pipe(
     Effect.catchTags({
       InvalidResourceKey: (error) => log(refuse(400, "invalid_resource_key", error.reason)),
       InvalidLastEventId: (error) => log(refuse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+      InvalidTopic: (error) =>
+        log(refuse(400, error.limit === undefined ? "invalid_topic" : "too_many_topics", error.reason)),
       AuthorizeFailed: () => Effect.succeed(errorResponse(500, "internal", "internal error")),
       TooManySubscribers: (error) =>
         Effect.flatMap(retryAfter, (seconds) =>
@@ -285,11 +415,13 @@ export const layer: Layer.Layer<
   never,
   never,
   HttpLayerRouter.HttpRouter | HttpLayerRouter.Request<"Requires", Realtime.Realtime>
-> = Layer.merge(
+> = Layer.mergeAll(
   HttpLayerRouter.add(
     "GET",
     path,
     Effect.zipWith(HttpLayerRouter.params, HttpServerRequest.HttpServerRequest, respond).pipe(Effect.flatten)
   ),
-  HttpLayerRouter.add("OPTIONS", path, preflight)
+  HttpLayerRouter.add("OPTIONS", path, preflight),
+  HttpLayerRouter.add("GET", multiplexPath, Effect.flatMap(HttpServerRequest.HttpServerRequest, respondMany)),
+  HttpLayerRouter.add("OPTIONS", multiplexPath, preflight)
 )

@@ -36,7 +36,8 @@ describe("Plugin", () => {
     const plugin = realtime()
     assert.strictEqual(plugin.name, "@saacms/plugin-realtime")
     assert.strictEqual(plugin.version, "0.1.0")
-    assert.deepStrictEqual(Object.keys(plugin.routes), [route])
+    // The reference's route, and the multiplexed one beside it.
+    assert.deepStrictEqual(Object.keys(plugin.routes), [route, "GET /api/saacms/v1/subscribe"])
     assert.deepStrictEqual(Object.keys(plugin.services.realtime).sort(), ["__subscriberCount", "publish", "stop"])
     return plugin.services.realtime.stop()
   })

@@ -84,6 +84,28 @@ export interface Hooks {
   readonly closed: (mailbox: Mailbox) => void
 }
 
+/**
+ * How a mailbox that is one topic of a multiplexed stream writes: its record
+ * frames, resyncs and revocations are framed by the stream (with its cursor),
+ * and the stream's heartbeat and stall check are the stream's, not each
+ * topic's. One object per stream, shared by its topics' mailboxes.
+ */
+export interface Framing {
+  /** The bytes for consecutive record frames of `mailbox` (oldest first), written right after. */
+  readonly records: (mailbox: Mailbox, messages: ReadonlyArray<{ readonly seq: number; readonly frame: Uint8Array }>) => Uint8Array
+  /** The bytes telling the client `mailbox`'s history is gone, now at `seq` (id `newestId`). */
+  readonly resync: (mailbox: Mailbox, newestId: string, seq: number) => Uint8Array
+  /** The bytes ending `mailbox`'s topic, whose access ended; the mailbox closes right after. */
+  readonly revoked: (mailbox: Mailbox, reason: Reason) => Uint8Array
+  /** A heartbeat reached `mailbox`. */
+  readonly keepalive: (mailbox: Mailbox) => void
+  /** The hub's stall check reached `mailbox`: `true` when it ended the stream. */
+  readonly checkStalled: (mailbox: Mailbox) => boolean
+}
+
+/** Why a subscription's access ended. */
+export type Reason = "expired" | "forbidden"
+
 type State = "opening" | "live" | "behind"
 
 export class Mailbox {
@@ -117,6 +139,10 @@ export class Mailbox {
    * replayed: decode it from `frame`); unset when no re-check is configured.
    */
   canSee: ((event: unknown, frame: Uint8Array) => boolean) | undefined = undefined
+  /** Set when this mailbox is one topic of a multiplexed stream (before it begins). */
+  framing: Framing | undefined = undefined
+  /** Its topic's place in that stream. */
+  slot = 0
 
   /**
    * @param key the record this subscriber follows
@@ -175,7 +201,7 @@ export class Mailbox {
       return kept
     }
     this.lastSeq = run.last
-    this.write(run.chunk, run.messages.length)
+    this.write(this.framing === undefined ? run.chunk : this.framing.records(this, run.messages), run.messages.length)
     return true
   }
 
@@ -185,7 +211,8 @@ export class Mailbox {
     const seq = message.seq
     if (seq === 0) {
       // A keepalive: useless, and not sent, while frames are waiting anyway.
-      if (this.state !== "opening" && this.queuedBytes === 0 && this.emptied()) this.write(message.frame)
+      if (this.framing !== undefined) this.framing.keepalive(this)
+      else if (this.state !== "opening" && this.queuedBytes === 0 && this.emptied()) this.write(message.frame)
       return true
     }
     if (this.state !== "live") {
@@ -206,11 +233,11 @@ export class Mailbox {
       return false
     }
     if (this.canSee !== undefined && !this.canSee(message.event, message.frame)) {
-      this.finish(revokedForbidden)
+      this.finish("forbidden")
       return true
     }
     this.lastSeq = seq
-    this.write(message.frame)
+    this.write(this.framing === undefined ? message.frame : this.framing.records(this, [message]))
     return true
   }
 
@@ -228,7 +255,7 @@ export class Mailbox {
     this.generation++
     this.fetching = false
     this.waitEmpty = false
-    this.write(Frame.resync(newestId))
+    this.write(this.framing === undefined ? Frame.resync(newestId) : this.framing.resync(this, newestId, seq))
     this.lastSeq = seq
     this.liveHigh = seq
     this.state = "live"
@@ -252,7 +279,9 @@ export class Mailbox {
     // ask for the same piece again.
     let wrote = false
     if (read._tag === "Gone") {
-      this.write(Frame.resync(read.newestId))
+      this.write(
+        this.framing === undefined ? Frame.resync(read.newestId) : this.framing.resync(this, read.newestId, read.lastSeq)
+      )
       this.lastSeq = read.lastSeq
       wrote = true
     } else {
@@ -262,11 +291,11 @@ export class Mailbox {
         if (entry.seq !== this.lastSeq + 1 || !this.room(entry.frame.byteLength)) break
         if (this.canSee !== undefined && !this.canSee(undefined, entry.frame)) {
           this.fetching = false
-          this.finish(revokedForbidden)
+          this.finish("forbidden")
           return
         }
         this.lastSeq = entry.seq
-        this.write(entry.frame)
+        this.write(this.framing === undefined ? entry.frame : this.framing.records(this, [entry]))
         wrote = true
       }
     }
@@ -309,10 +338,11 @@ export class Mailbox {
     if (this.state === "behind") this.requestFill()
   }
 
-  /** Send `frame` last, after what is pending, and close (a revoked subscription). */
-  finish(frame: Uint8Array): void {
+  /** Send `saacms-revoked` with `reason` last, after what is pending, and close. */
+  finish(reason: Reason): void {
     if (this.closed) return
-    if (this.state !== "opening") this.write(frame)
+    if (this.framing !== undefined) this.write(this.framing.revoked(this, reason))
+    else if (this.state !== "opening") this.write(reason === "expired" ? revokedExpired : revokedForbidden)
     this.close()
   }
 
@@ -367,6 +397,7 @@ export class Mailbox {
    */
   checkStalled(): boolean {
     if (this.closed) return false
+    if (this.framing !== undefined) return this.framing.checkStalled(this)
     const queued = this.queuedBytes
     const taken = this.written - queued
     const stalled = queued > 0 && taken === this.takenAtCheck
@@ -463,9 +494,20 @@ export class Mailbox {
 }
 
 const revokedForbidden = Frame.revoked("forbidden")
+const revokedExpired = Frame.revoked("expired")
 
 // A high-water mark of one byte: desiredSize is 1 minus the bytes queued.
-const byteCount: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 }
+export const byteCount: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 }
+
+/** What a `StreamSource` feeds a web stream from (a mailbox, or a multiplexed stream). */
+export interface Source {
+  /** Write to `sink` from now on (what is pending first). */
+  attach(sink: Sink): void
+  /** The client has taken everything it was handed. */
+  drained(): void
+  /** The client went away. */
+  lost(): void
+}
 
 /**
  * The web stream's source and the mailbox's sink at once: frames go straight
@@ -473,10 +515,10 @@ const byteCount: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk)
  * subscriber behind reads on), cancelling ends the subscriber. A class, so
  * that a subscriber holds no closures of its own.
  */
-class StreamSource implements UnderlyingDefaultSource<Uint8Array>, Sink {
+export class StreamSource implements UnderlyingDefaultSource<Uint8Array>, Sink {
   private controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
 
-  constructor(private readonly mailbox: Mailbox) {}
+  constructor(private readonly mailbox: Source) {}
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
     this.controller = controller

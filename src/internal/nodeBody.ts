@@ -11,7 +11,14 @@
  *
  * @internal
  */
-import type { Mailbox } from "./mailbox.js"
+/** What a `NodeBody` reads (a mailbox, or a multiplexed stream). */
+export interface Pollable {
+  readonly done: boolean
+  poll(): Array<Uint8Array> | undefined
+  drained(): void
+  onWake(f: (() => void) | undefined): void
+  close(): void
+}
 
 const done: IteratorResult<Uint8Array> = { done: true, value: undefined }
 
@@ -26,7 +33,7 @@ export class NodeBody implements AsyncIterableIterator<Uint8Array> {
   private chunks: Array<Uint8Array> | undefined = undefined
   private index = 0
 
-  constructor(private readonly mailbox: Mailbox) {}
+  constructor(private readonly mailbox: Pollable) {}
 
   [Symbol.asyncIterator](): this {
     return this

@@ -1,0 +1,239 @@
+/**
+ * One multiplexed stream: the mailboxes of its topics (one per topic, each
+ * joined to its record's or collection's hub topic as usual, with its own
+ * position, history reads and access) write into this one outlet, which the
+ * client's connection drains. The stream frames what they write (shared
+ * bodies, its own cursor as each frame's id), keeps their positions for the
+ * cursor, and is their heartbeat and stall check. Its topics share one bound:
+ * each mailbox counts what the whole stream holds for its client.
+ *
+ * A topic whose access ends gets its own `saacms-revoked` and the others go
+ * on; anything else that ends a topic (a stalled client, a backend that
+ * failed, shutdown) ends the stream, and its client resumes every topic.
+ *
+ * @internal
+ */
+import * as Frame from "../Frame.js"
+import * as Multiplex from "../Multiplex.js"
+import type * as Mailbox from "./mailbox.js"
+import { byteCount, StreamSource } from "./mailbox.js"
+
+/** One topic of the stream, and where its client stands in it. */
+export class Slot implements Multiplex.Position {
+  seq = 0
+  check = 0
+  mailbox: Mailbox.Mailbox | undefined = undefined
+  /** Its access ended: it is the only topic its mailbox's end ends. */
+  revoking = false
+  readonly record: { readonly collection: string; readonly id: string } | undefined
+
+  constructor(readonly topic: Multiplex.Topic) {
+    this.record = topic.id === undefined ? undefined : { collection: topic.collection, id: topic.id }
+  }
+}
+
+// A topic mailbox's sink: the stream, seen from one topic.
+class TopicSink implements Mailbox.Sink {
+  constructor(private readonly stream: Stream, private readonly slot: Slot) {}
+
+  queued(): number {
+    return this.stream.queuedBytes
+  }
+
+  write(chunk: Uint8Array): void {
+    this.stream.write(chunk)
+  }
+
+  end(): void {
+    this.stream.topicEnded(this.slot)
+  }
+
+  abort(): void {
+    this.stream.abort()
+  }
+}
+
+export class Stream implements Mailbox.Framing, Mailbox.Source {
+  private pending: Array<Uint8Array> = []
+  private pendingBytes = 0
+  private sink: Mailbox.Sink | undefined = undefined
+  private closed = false
+  private wake: (() => void) | undefined = undefined
+  private written = 0
+  private takenAtCheck = -1
+
+  constructor(readonly slots: ReadonlyArray<Slot>, private readonly hash: number) {}
+
+  /** `true` when no chunk is pending and none will come. */
+  get done(): boolean {
+    return this.closed && this.pending.length === 0
+  }
+
+  /** Bytes waiting for the client: pending here and held by the sink. */
+  get queuedBytes(): number {
+    return this.pendingBytes + (this.sink === undefined ? 0 : this.sink.queued())
+  }
+
+  /** The cursor of the positions written so far. */
+  cursor(): string {
+    return Multiplex.encodeCursor(this.hash, this.slots)
+  }
+
+  /** Make `mailbox` the topic of `slot` (before it begins). */
+  adopt(slot: Slot, mailbox: Mailbox.Mailbox, index: number): void {
+    slot.mailbox = mailbox
+    mailbox.framing = this
+    mailbox.slot = index
+    mailbox.attach(new TopicSink(this, slot))
+  }
+
+  // Framing: what the topics' mailboxes write.
+
+  records(mailbox: Mailbox.Mailbox, messages: ReadonlyArray<{ readonly seq: number; readonly frame: Uint8Array }>): Uint8Array {
+    const slot = this.slots[mailbox.slot]!
+    const parts: Array<Uint8Array> = []
+    for (const message of messages) {
+      const body = Frame.topicBody(message.frame, slot.record)
+      // Only record events are numbered; anything else is not for the client.
+      if (body === undefined) continue
+      slot.seq = message.seq
+      slot.check = body.check
+      parts.push(body.body, Frame.cursorTail(this.cursor()))
+    }
+    return Frame.concat(parts)
+  }
+
+  resync(mailbox: Mailbox.Mailbox, newestId: string, seq: number): Uint8Array {
+    const slot = this.slots[mailbox.slot]!
+    slot.seq = seq
+    slot.check = Frame.check(newestId)
+    return Frame.topicResync(slot.topic.topic, this.cursor())
+  }
+
+  revoked(mailbox: Mailbox.Mailbox, reason: Mailbox.Reason): Uint8Array {
+    const slot = this.slots[mailbox.slot]!
+    slot.revoking = true
+    return Frame.topicRevoked(slot.topic.topic, reason)
+  }
+
+  // The hub beats each topic's mailbox; the stream beats once, through its first open topic.
+  keepalive(mailbox: Mailbox.Mailbox): void {
+    if (this.lead() === mailbox && this.queuedBytes === 0) this.write(Frame.keepalive)
+  }
+
+  checkStalled(mailbox: Mailbox.Mailbox): boolean {
+    if (this.closed || this.lead() !== mailbox) return false
+    const queued = this.queuedBytes
+    const taken = this.written - queued
+    const stalled = queued > 0 && taken === this.takenAtCheck
+    this.takenAtCheck = taken
+    // A client still there reconnects and resumes every topic from its cursor.
+    if (stalled) this.abort()
+    return stalled
+  }
+
+  private lead(): Mailbox.Mailbox | undefined {
+    for (const slot of this.slots) if (slot.mailbox !== undefined) return slot.mailbox
+    return undefined
+  }
+
+  // The outlet.
+
+  write(chunk: Uint8Array): void {
+    if (this.closed || chunk.byteLength === 0) return
+    this.written += chunk.byteLength
+    const sink = this.sink
+    if (sink === undefined) {
+      this.pending.push(chunk)
+      this.pendingBytes += chunk.byteLength
+      this.notify()
+      return
+    }
+    try {
+      sink.write(chunk)
+    } catch {
+      this.lost()
+    }
+  }
+
+  /** A topic's mailbox closed. */
+  topicEnded(slot: Slot): void {
+    slot.mailbox = undefined
+    if (this.closed) return
+    if (!slot.revoking || this.lead() === undefined) this.close()
+  }
+
+  /** End the stream after what it holds; every topic's mailbox closes. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const slot of this.slots) {
+      const mailbox = slot.mailbox
+      slot.mailbox = undefined
+      mailbox?.close()
+    }
+    const sink = this.sink
+    this.sink = undefined
+    sink?.end()
+    this.notify()
+  }
+
+  /** End now and drop what is waiting. */
+  abort(): void {
+    if (this.closed) return
+    this.closed = true
+    this.pending = []
+    this.pendingBytes = 0
+    for (const slot of this.slots) {
+      const mailbox = slot.mailbox
+      slot.mailbox = undefined
+      mailbox?.abort()
+    }
+    const sink = this.sink
+    this.sink = undefined
+    sink?.abort()
+    this.notify()
+  }
+
+  lost(): void {
+    this.sink = undefined
+    this.abort()
+  }
+
+  attach(sink: Mailbox.Sink): void {
+    const chunks = this.pending
+    this.pending = []
+    this.pendingBytes = 0
+    for (const chunk of chunks) sink.write(chunk)
+    if (this.closed) sink.end()
+    else this.sink = sink
+  }
+
+  poll(): Array<Uint8Array> | undefined {
+    const chunks = this.pending
+    if (chunks.length === 0) return undefined
+    this.pending = []
+    this.pendingBytes = 0
+    return chunks
+  }
+
+  drained(): void {
+    for (const slot of this.slots) slot.mailbox?.drained()
+  }
+
+  onWake(f: (() => void) | undefined): void {
+    this.wake = f
+  }
+
+  toReadableStream(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>(new StreamSource(this), byteCount)
+  }
+
+  private notify(): void {
+    const wake = this.wake
+    if (wake !== undefined) {
+      this.wake = undefined
+      wake()
+    }
+  }
+}
