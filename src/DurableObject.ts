@@ -22,7 +22,7 @@ import * as Schema from "effect/Schema"
 import * as DurableObjectHttp from "./DurableObject/Http.js"
 import * as Socket from "./DurableObject/Socket.js"
 import * as Storage from "./DurableObject/Storage.js"
-import type * as Event from "./Event.js"
+import * as Event from "./Event.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
 import * as Mailbox from "./internal/mailbox.js"
@@ -62,9 +62,16 @@ export const layer = (
   storage: Storage.StorageLike
 ): Layer.Layer<Realtime.Realtime | Hub.Hub | ReplayBuffer.ReplayBuffer | Heartbeat.Heartbeat> =>
   Realtime.layer.pipe(
+    Layer.provide(layerOneRecordConfig),
     Layer.provideMerge(layerOneRecordHub),
     Layer.provideMerge(Layer.merge(Storage.layerDurableObjectStorage(storage), Heartbeat.layer))
   )
+
+// An object holds one record: no collection history beside it.
+const layerOneRecordConfig = Layer.effect(
+  RealtimeConfig.RealtimeConfig,
+  Effect.map(RealtimeConfig.RealtimeConfig, (config) => ({ ...config, collectionHistory: false }))
+)
 
 const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat | ReplayBuffer.ReplayBuffer> = Layer.scoped(
   Hub.Hub,
@@ -159,7 +166,11 @@ export class SaacmsRealtimeDO {
     this.#storage = state.storage
     this.#recheck = options?.recheck
     // provideMerge: the handlers read the configuration too (the body limit).
-    this.#runtime = ManagedRuntime.make(layer(state.storage).pipe(Layer.provideMerge(layerConfig(env, options))))
+    // A collection's object (named `"<collection>:*"`) serves multiplexed
+    // streams from histories in memory (see `Namespace`); a record's keeps
+    // its one history in storage.
+    const core = this.#name !== undefined && Event.isCollectionKey(this.#name) ? Realtime.layerMemory : layer(state.storage)
+    this.#runtime = ManagedRuntime.make(core.pipe(Layer.provideMerge(layerConfig(env, options))))
     const acceptWebSocket = state.acceptWebSocket?.bind(state)
     this.#host = acceptWebSocket === undefined ? undefined : {
       accept: (socket, subscriber, attachment) => {

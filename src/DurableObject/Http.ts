@@ -14,6 +14,7 @@ import * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
 import * as Heartbeat from "../Heartbeat.js"
 import * as Hub from "../Hub.js"
+import * as Multiplex from "../Multiplex.js"
 import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as RealtimeError from "../RealtimeError.js"
@@ -60,12 +61,80 @@ export const subscribe = (
     return new Response(Socket.throughNativePipe(subscriber.toReadableStream()), { headers: Frame.headers })
   }).pipe(refusals)
 
+/**
+ * The grants of a multiplexed subscribe's topics, in the order of its
+ * `?topic=` list (canonical), as the Worker forwards them: percent-encoded
+ * JSON, one `{ "expiresAt"?, "subject"? }` (or `null`: no grant) per topic.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const grantsHeader = "X-Saacms-Grants"
+
+/**
+ * A collection object's multiplexed subscribe (`GET ?topic=…` with `Accept:
+ * text/event-stream`): one stream of the topics named, which must all be of
+ * the object's collection (`name` is `"<collection>:*"`), resumed from the
+ * cursor in `Last-Event-ID`, with the grants of `grantsHeader`.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const subscribeMany = (
+  request: Request,
+  recheck: Access.Recheck | undefined,
+  name: string
+): Effect.Effect<Response, never, Realtime.Realtime> =>
+  Effect.gen(function*() {
+    const realtime = yield* Realtime.Realtime
+    const config = yield* RealtimeConfig.RealtimeConfig
+    const topics = yield* Multiplex.parseTopics(new URL(request.url).searchParams.getAll("topic"), config.maxTopics)
+    if (topics.some((topic) => topic.collection !== name.slice(0, -2))) {
+      return json(409, "wrong_collection", `this object holds ${name}`)
+    }
+    const grants = grantsOf(request.headers.get(grantsHeader), topics.length)
+    if (grants === undefined) return json(400, "invalid_grants", "the grants do not match the topics")
+    const requests = topics.map((topic, i): Realtime.TopicRequest => {
+      const grant = grants[i]
+      if (grant === null || grant === undefined) return { topic }
+      const subject = grant.subject
+      return {
+        topic,
+        grant: {
+          expiresAt: typeof grant.expiresAt === "number" ? grant.expiresAt : undefined,
+          subject,
+          canSee: recheck === undefined
+            ? undefined
+            : (event) => recheck(subject, event, `${event.slug}:${event.id}` as Event.ResourceKey)
+        }
+      }
+    })
+    const subscriber = yield* realtime.openMany(requests, lastEventIdOf(request))
+    return new Response(Socket.throughNativePipe(subscriber.toReadableStream()), { headers: Frame.headers })
+  }).pipe(refusals)
+
+type ForwardedGrant = { readonly expiresAt?: unknown; readonly subject?: unknown } | null
+
+const grantsOf = (header: string | null, count: number): ReadonlyArray<ForwardedGrant> | undefined => {
+  if (header === null) return Array.from({ length: count }, () => null)
+  try {
+    const grants = JSON.parse(decodeURIComponent(header)) as unknown
+    return Array.isArray(grants) && grants.length === count &&
+        grants.every((grant) => grant === null || (typeof grant === "object" && !Array.isArray(grant)))
+      ? grants as ReadonlyArray<ForwardedGrant>
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
 // The refusals of a subscribe, SSE or socket.
 const refusals = <R>(
   effect: Effect.Effect<Response, Realtime.SubscribeError, R>
 ): Effect.Effect<Response, never, R> =>
   Effect.catchTags(effect, {
     InvalidLastEventId: (error) => Effect.succeed(json(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+    InvalidTopic: (error) => Effect.succeed(json(400, "invalid_topic", error.reason)),
     TooManySubscribers: ({ limit, scope }) =>
       Effect.succeed(Response.json(
         { error: "too_many_subscribers", message: `subscriber limit reached (${scope})`, limit },
@@ -239,8 +308,11 @@ export const publish = (request: Request, name: string | undefined): Effect.Effe
     if (text === undefined) return json(413, "frame_too_large", `the body is over ${limit} bytes`)
     const body = yield* Effect.try(() => JSON.parse(text) as unknown)
     if (name !== undefined) {
-      const { key } = yield* Event.decode(body)
-      if (key !== name) return json(409, "wrong_record", `this object holds ${name}`)
+      const { event, key } = yield* Event.decode(body)
+      // A collection object takes every record of its collection.
+      if (Event.isCollectionKey(name) ? Event.collectionKey(event.slug) !== name : key !== name) {
+        return json(409, "wrong_record", `this object holds ${name}`)
+      }
     }
     const published = yield* realtime.publish(body as typeof Event.RealtimeEvent.Encoded)
     return new Response(null, {
@@ -282,7 +354,7 @@ export const stats = (
     const hub = yield* Hub.Hub
     const heartbeat = yield* Heartbeat.Heartbeat
     return Response.json({
-      subscribers: yield* hub.subscriberCount(record),
+      subscribers: yield* hub.totalSubscribers,
       sockets: sockets?.count() ?? 0,
       heartbeats: yield* heartbeat.active,
       stored: yield* Storage.stored(storage),
@@ -314,7 +386,9 @@ export const handle = (
     : request.method !== "GET"
     ? Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream or Upgrade: websocket subscribes; POST publishes"))
     : accept.includes("text/event-stream")
-    ? subscribe(request, recheck, name)
+    ? name !== undefined && Event.isCollectionKey(name)
+      ? subscribeMany(request, recheck, name)
+      : subscribe(request, recheck, name)
     : accept.includes("application/json")
     ? stats(storage, sockets)
     : Effect.succeed(json(404, "not_found", "GET with Accept: text/event-stream or Upgrade: websocket subscribes; POST publishes"))

@@ -14,7 +14,9 @@ import * as Event from "../Event.js"
 import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as RealtimeError from "../RealtimeError.js"
-import { grantHeaders, publishedHeaders } from "./Http.js"
+import * as Multiplex from "../Multiplex.js"
+import { grantHeaders, grantsHeader, publishedHeaders } from "./Http.js"
+import { MultiplexSubscriber } from "./MultiplexSubscriber.js"
 import * as Socket from "./Socket.js"
 import { type ClientSocketLike, SocketSubscriber } from "./SocketSubscriber.js"
 
@@ -172,6 +174,44 @@ export interface Options {
   readonly maxQueuedBytes?: number | undefined
   /** The current time (ms), for socket subscribers' grant expiry; `layer` reads its `Clock`. */
   readonly now: () => number
+  /**
+   * Also publish each event to its collection's object, which serves
+   * multiplexed streams (`openMany`). Default `true`; without it, `openMany`
+   * answers `InvalidTopic`.
+   */
+  readonly collections?: boolean | undefined
+  /**
+   * Collections one multiplexed stream may name: the Worker holds one stream
+   * per collection, and a Worker request may hold 6 connections at once in
+   * production. Default 6.
+   */
+  readonly maxCollections?: number | undefined
+  /** The `retry:` hint of multiplexed streams (ms); none by default. */
+  readonly retryMs?: number | undefined
+}
+
+/**
+ * A multiplexed subscribe to a collection's object: the topics (all of that
+ * collection, in canonical order), the object's cursor for them, and their grants.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const multiplexRequest = (
+  topics: ReadonlyArray<Multiplex.Topic>,
+  cursor: string | undefined,
+  grants: ReadonlyArray<Realtime.Grant | undefined>
+): Request => {
+  const url = new URL("https://saacms-realtime-do/multiplex")
+  for (const topic of topics) url.searchParams.append("topic", topic.topic)
+  const headers: Record<string, string> = { Accept: "text/event-stream" }
+  if (cursor !== undefined) headers["Last-Event-ID"] = cursor
+  if (grants.some((grant) => grant?.expiresAt !== undefined || grant?.subject !== undefined)) {
+    headers[grantsHeader] = encodeURIComponent(JSON.stringify(grants.map((grant) =>
+      grant === undefined ? null : { expiresAt: grant.expiresAt, subject: grant.subject }
+    )))
+  }
+  return new Request(url, { method: "GET", headers })
 }
 
 /**
@@ -182,6 +222,8 @@ export interface Options {
  * @category constructors
  */
 export const make = (binding: DurableObjectNamespaceLike, options: Options): Realtime.Realtime["Type"] => {
+  const collections = options.collections !== false
+  const maxCollections = options.maxCollections ?? 6
   const call = (key: Event.ResourceKey, request: Request) =>
     Effect.tryPromise({
       try: () => binding.get(binding.idFromName(key)).fetch(request),
@@ -197,6 +239,14 @@ export const make = (binding: DurableObjectNamespaceLike, options: Options): Rea
       })
       const response = yield* call(key, publishRequest(body))
       if (response.status === 204 || response.status === 200) {
+        // Then the collection's object, after the record's: one record's events reach it in the record's order.
+        if (collections) {
+          const collection = Event.collectionKey(key.slice(0, key.indexOf(":")))
+          const forwarded = yield* call(collection, publishRequest(body))
+          if (forwarded.status !== 204 && forwarded.status !== 200) {
+            return yield* new RealtimeError.Unavailable({ reason: `durable object ${collection} answered ${forwarded.status}` })
+          }
+        }
         // An object that does not say (the reference's) leaves id and seq unknown.
         const id = response.headers.get(publishedHeaders.id)
         return { key, id: id === null ? "" : decodeId(id), seq: Number(response.headers.get(publishedHeaders.seq) ?? 0) }
@@ -276,7 +326,66 @@ export const make = (binding: DurableObjectNamespaceLike, options: Options): Rea
       )
     )
 
-  return Realtime.Realtime.of({ publish, unsafePublish: undefined, open, subscribe })
+  // One stream per collection named, from its object, merged in the Worker.
+  const openMany: Realtime.Realtime["Type"]["openMany"] = (requests, cursor) =>
+    Effect.gen(function*() {
+      const topics = requests.map((request) => request.topic)
+      const hash = Multiplex.listHash(topics)
+      const given = cursor === undefined ? undefined : yield* Multiplex.decodeCursor(cursor, hash, topics.length)
+      const positions = given ?? topics.map(() => ({ seq: 0, check: 0 }))
+      const groups = new Map<string, Array<number>>()
+      const denied = new Map<number, { readonly status: number; readonly reason: string }>()
+      requests.forEach((request, i) => {
+        if (request.denied !== undefined) {
+          denied.set(i, request.denied)
+          return
+        }
+        const group = groups.get(request.topic.collection)
+        if (group === undefined) groups.set(request.topic.collection, [i])
+        else group.push(i)
+      })
+      if (!collections) {
+        return yield* new RealtimeError.InvalidTopic({ reason: "multiplexed streams need collection objects (collections: false)" })
+      }
+      if (groups.size > maxCollections) {
+        return yield* new RealtimeError.InvalidTopic({
+          reason: `at most ${maxCollections} collections per stream on Durable Objects`,
+          limit: maxCollections
+        })
+      }
+      const opened = yield* Effect.forEach(groups, ([collection, indexes]) => {
+        const part = indexes.map((i) => topics[i]!)
+        const partCursor = given === undefined
+          ? undefined
+          : Multiplex.encodeCursor(Multiplex.listHash(part), indexes.map((i) => positions[i]!))
+        const key = Event.collectionKey(collection)
+        return Effect.map(
+          Effect.either(call(key, multiplexRequest(part, partCursor, indexes.map((i) => requests[i]!.grant)))),
+          (response) => ({ key, indexes, part, response })
+        )
+      }, { concurrency: "unbounded" })
+      const failed = opened.find(({ response }) => response._tag === "Left" || !response.right.ok || response.right.body === null)
+      if (failed !== undefined) {
+        for (const { response } of opened) {
+          if (response._tag === "Right" && response !== failed.response) response.right.body?.cancel().catch(() => undefined)
+        }
+        if (failed.response._tag === "Left") return yield* failed.response.left
+        return yield* refused(failed.key, failed.response.right)
+      }
+      return new MultiplexSubscriber(
+        topics,
+        positions,
+        denied,
+        opened.map(({ indexes, part, response }) => ({
+          topics: part,
+          indexes,
+          body: (response as { readonly right: Response }).right.body!
+        })),
+        options.retryMs
+      )
+    })
+
+  return Realtime.Realtime.of({ publish, unsafePublish: undefined, open, openMany, subscribe })
 }
 
 /**
@@ -297,6 +406,8 @@ export const layer = (binding: DurableObjectNamespaceLike, mode?: Mode | undefin
         mode,
         heartbeatMs: Duration.toMillis(config.heartbeat),
         maxQueuedBytes: config.maxQueuedBytes,
+        collections: config.collectionHistory,
+        retryMs: config.retryMs > 0 ? config.retryMs : undefined,
         now: () => clock.unsafeCurrentTimeMillis()
       })
     })

@@ -55,6 +55,7 @@ const statusOf: Record<string, number> = { InvalidEvent: 400, InvalidResourceKey
 const app = new Hono<{ Bindings: Env }>()
 app.get("/api/saacms/v1/:collection/:id/subscribe", (c) =>
   pluginFor(c.env).routes["GET /api/saacms/v1/:collection/:id/subscribe"](c))
+app.get("/api/saacms/v1/subscribe", (c) => pluginFor(c.env).routes["GET /api/saacms/v1/subscribe"](c))
 app.post("/publish", async (c) => {
   try {
     return c.json(await pluginFor(c.env).services.realtime.publish(await c.req.json()))
