@@ -249,6 +249,54 @@ describe("Realtime.openMany", () => {
       assert.strictEqual(yield* hub.totalSubscribers, 0)
     }).pipe(Effect.provide(memory())))
 
+  it.scoped("forged cursors of the right topic list: every topic resumes or resyncs, and nothing of another topic arrives", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      for (let n = 1; n <= 5; n++) {
+        yield* publish("a", "1", `a${n}`)
+        yield* publish("b", "1", `b${n}`)
+        yield* publish("c", "1", `c${n}`)
+      }
+      const inputs = ["a/1", "b/*"]
+      const hash = Multiplex.listHash(topicsOf(...inputs))
+      const samples = fc.sample(
+        fc.array(fc.record({ seq: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 2 ** 49 - 1 })), check: fc.integer({ min: 0, max: 0xffffff }) }), {
+          minLength: 2,
+          maxLength: 2
+        }),
+        { numRuns: 40, seed: 12 }
+      )
+      // And the exact positions, so that some resume.
+      samples.push([{ seq: 3, check: Frame.check("a3") }, { seq: 2, check: Frame.check("b2") }])
+      let resumed = 0
+      for (const positions of samples) {
+        const stream = yield* collect(yield* realtime.openMany(requests(...inputs), Multiplex.encodeCursor(hash, positions)))
+        yield* until(() => stream.events().some((event) => event.event === "saacms-welcome"), "the welcome")
+        yield* settle
+        const events = stream.events()
+        const status = statuses(events)
+        assert.isTrue(Object.values(status).every((s) => s === "resumed" || s === "resync"), JSON.stringify(status))
+        const resyncs = events.filter((event) => event.event === "saacms-resync").map((event) => JSON.parse(event.data).topic)
+        assert.deepStrictEqual(resyncs.sort(), Object.keys(status).filter((topic) => status[topic] === "resync").sort())
+        for (const event of recordEvents(events)) {
+          const named = JSON.parse(event.data) as Named
+          assert.include(inputs, named.topic)
+          assert.isTrue(named.topic === "a/1" ? named.collection === "a" && named.id === "1" : named.collection === "b")
+        }
+        if (status["a/1"] === "resumed") {
+          resumed++
+          // What follows its position, exactly (0: before the first event).
+          assert.deepStrictEqual(
+            recordEvents(events).map((event) => JSON.parse(event.data) as Named).filter((named) => named.topic === "a/1")
+              .map((named) => named.etag),
+            ["a1", "a2", "a3", "a4", "a5"].slice(positions[0]!.seq)
+          )
+        }
+        yield* Effect.promise(() => stream.reader.cancel())
+      }
+      assert.isAtLeast(resumed, 1)
+    }).pipe(Effect.provide(memory())))
+
   it.scoped("each topic's access: denied topics get their own frame, an expired grant revokes only its topic", () =>
     Effect.gen(function*() {
       const realtime = yield* Realtime.Realtime
