@@ -10,6 +10,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { Hono } from "hono"
 import * as Access from "../src/Access.js"
 import * as Hub from "../src/Hub.js"
@@ -29,7 +31,9 @@ const app = (access: Layer.Layer<never> = Layer.empty) =>
   }).pipe(
     Layer.provideMerge(Realtime.layerMemory),
     Layer.provideMerge(Server.layerTest),
-    Layer.provide(Layer.mergeAll(access, RealtimeConfig.layer({ maxTopics: 3 })))
+    Layer.provide(Layer.mergeAll(access, RealtimeConfig.layer({ maxTopics: 3 }))),
+    // Refusals are logged at info: keep the test's output to results.
+    Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
   )
 
 const get = (path: string, headers: Record<string, string> = {}) =>
@@ -175,8 +179,6 @@ describe(`multiplexed route through the PluginDef (${Server.runtime})`, () => {
       yield* Effect.promise(() => plugin.services.realtime.publish({ type: "changed", slug: "posts", id: "2", etag: "b", record: {} }))
       const live = yield* reader.readUntil((received) => records(received.events).length === 3)
       assert.sameMembers(records(live.events), ["posts/1 a", "posts/* a", "posts/* b"])
-      const bad = yield* Effect.promise(() => Promise.resolve(hono.request(`http://localhost${query("no/")}`)))
-      assert.strictEqual(bad.status, 400)
       yield* reader.cancel
     }))
 })
