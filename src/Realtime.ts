@@ -361,13 +361,13 @@ export const make: Effect.Effect<
             slots[i]!.check = at.check
           }
         })
-        const status = (i: number) => {
-          const n = allowed.indexOf(i)
-          return n === -1 ? "denied" as const : located[n]!.status
-        }
+        const statuses: Array<"fresh" | "resumed" | "resync" | "denied"> = topics.map(() => "denied")
+        allowed.forEach((i, n) => {
+          statuses[i] = located[n]!.status
+        })
         const opening = [Frame.keepalive]
         if (retry !== undefined) opening.push(retry)
-        opening.push(Frame.welcome(topics.map((topic, i) => ({ topic: topic.topic, status: status(i) })), stream.cursor()))
+        opening.push(Frame.welcome(topics.map((topic, i) => ({ topic: topic.topic, status: statuses[i]! })), stream.cursor()))
         requests.forEach((request) => {
           if (request.denied !== undefined) {
             opening.push(Frame.topicDenied(request.topic.topic, request.denied.status, request.denied.reason))
