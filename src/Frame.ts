@@ -314,14 +314,15 @@ const recordFrame = /^event: (snapshot|changed|deleted)\nid: ([^\n]*)\ndata: ([^
 
 /**
  * A frame of a multiplexed stream without its `id:` line and blank line (the
- * same bytes for every stream), and the check of the event id it replaces
+ * same text for every stream), and the check of the event id it replaces
  * (see `check`).
  *
  * @since 0.1.0
  * @category models
  */
 export interface TopicBody {
-  readonly body: Uint8Array
+  /** `event: …\ndata: …\n`, to be followed by `id: <cursor>\n\n`. */
+  readonly text: string
   readonly check: number
 }
 
@@ -394,18 +395,18 @@ export const topicBody = (
   const text = record === undefined
     ? data
     : named(type, `${record.collection}/${record.id}`, record.collection, record.id, eventId, data)
-  const body: TopicBody = { body: encoder.encode(`event: ${type}\ndata: ${text}\n`), check: check(eventId) }
+  const body: TopicBody = { text: `event: ${type}\ndata: ${text}\n`, check: check(eventId) }
   bodies.set(frame, body)
   return body
 }
 
 /**
- * The end of a multiplexed stream's frame: its cursor as the event id.
+ * Text as the bytes of a stream (a multiplexed stream's frames, built per stream).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const cursorTail = (cursor: string): Uint8Array => encoder.encode(`id: ${cursor}\n\n`)
+export const text = (frames: string): Uint8Array => encoder.encode(frames)
 
 /**
  * What a multiplexed stream says first (after `:keepalive` and `retry:`):

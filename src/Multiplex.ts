@@ -6,11 +6,13 @@
  * the `id:` of each of its frames, says where the client stands in every
  * topic, so a reconnect resumes each one exactly.
  *
- * The cursor is base64url of: a version byte (1), a 32-bit hash of the
- * canonical topic list (a cursor of another list is no position at all), then
- * per topic, in order, its sequence number as a LEB128 varint and, when that is
- * not 0, the 24-bit `Frame.check` of the event id at that number. A topic
- * costs 1 byte before its first event, 4–10 bytes after; base64 adds a third.
+ * The cursor is written in base64url digits: a version digit (`B`), the
+ * 32-bit hash of the canonical topic list in 6 digits (a cursor of another
+ * list is no position at all), then per topic, in order, its sequence number
+ * in 5-bit digits (the 6th bit says another digit follows) and, when it is not
+ * 0, the 24-bit `Frame.check` of the event id at that number in 4 digits. A
+ * topic costs 1 character before its first event, 5–8 after (up to sequence
+ * number 1 048 575), at most 14.
  *
  * @since 0.1.0
  */
@@ -115,12 +117,49 @@ export const listHash = (topics: ReadonlyArray<Topic>): number => {
   return hash >>> 0
 }
 
-const version = 1
-// Sequence numbers up to 2^49: seven 7-bit groups.
-const maxVarintBytes = 7
+// Written in base64url digits (6 bits each), so that each topic's part is a
+// string of its own: a stream that moves one topic rewrites that part only.
 const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 const values = new Int8Array(128).fill(-1)
 for (let i = 0; i < alphabet.length; i++) values[alphabet.charCodeAt(i)] = i
+// The version digit: "B" (1).
+const version = "B"
+// Sequence numbers below 2^50: ten 5-bit digits.
+const maxSeqDigits = 10
+const maxSeq = 2 ** 50 - 1
+
+/**
+ * The cursor's first part: its version and the topic list's hash (see
+ * `listHash`), 7 characters.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const cursorHead = (hash: number): string =>
+  version + alphabet[hash >>> 26]! + alphabet[(hash >>> 20) & 63]! + alphabet[(hash >>> 14) & 63]! +
+  alphabet[(hash >>> 8) & 63]! + alphabet[(hash >>> 2) & 63]! + alphabet[hash & 3]!
+
+/**
+ * One topic's part of a cursor: its sequence number in 5-bit digits (a 6th
+ * bit says another follows) and, when it is not 0, the 24-bit check in 4
+ * digits. 1 character before the first event; 5 up to sequence number 31, 6
+ * up to 1 023, 7 up to 32 767, 8 up to 1 048 575, at most 14.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const cursorPart = (position: Position): string => {
+  let n = Math.min(Math.max(Math.floor(position.seq), 0), maxSeq)
+  if (n === 0) return "A"
+  let out = ""
+  while (n >= 32) {
+    out += alphabet[(n % 32) | 32]!
+    n = Math.floor(n / 32)
+  }
+  const check = position.check
+  return out + alphabet[n]! + alphabet[(check >>> 18) & 63]! + alphabet[(check >>> 12) & 63]! +
+    alphabet[(check >>> 6) & 63]! + alphabet[check & 63]!
+}
 
 /**
  * The longest cursor of a stream with `topics` topics, in characters.
@@ -128,7 +167,7 @@ for (let i = 0; i < alphabet.length; i++) values[alphabet.charCodeAt(i)] = i
  * @since 0.1.0
  * @category utils
  */
-export const maxCursorLength = (topics: number): number => Math.ceil(((5 + topics * (maxVarintBytes + 3)) * 4) / 3)
+export const maxCursorLength = (topics: number): number => 7 + topics * (maxSeqDigits + 4)
 
 /**
  * A cursor for `positions` (in the canonical order of the topics hashed as `hash`).
@@ -137,25 +176,8 @@ export const maxCursorLength = (topics: number): number => Math.ceil(((5 + topic
  * @category constructors
  */
 export const encodeCursor = (hash: number, positions: ReadonlyArray<Position>): string => {
-  const bytes: Array<number> = [version, hash & 0xff, (hash >>> 8) & 0xff, (hash >>> 16) & 0xff, hash >>> 24]
-  for (const { check, seq } of positions) {
-    let n = seq
-    while (n >= 0x80) {
-      bytes.push((n % 0x80) | 0x80)
-      n = Math.floor(n / 0x80)
-    }
-    bytes.push(n)
-    if (seq > 0) bytes.push(check & 0xff, (check >>> 8) & 0xff, (check >>> 16) & 0xff)
-  }
-  let out = ""
-  for (let i = 0; i < bytes.length; i += 3) {
-    const a = bytes[i]!
-    const b = bytes[i + 1]
-    const c = bytes[i + 2]
-    out += alphabet[a >> 2]! + alphabet[((a & 3) << 4) | ((b ?? 0) >> 4)]!
-    if (b !== undefined) out += alphabet[((b & 15) << 2) | ((c ?? 0) >> 6)]!
-    if (c !== undefined) out += alphabet[c & 63]!
-  }
+  let out = cursorHead(hash)
+  for (const position of positions) out += cursorPart(position)
   return out
 }
 
@@ -164,8 +186,9 @@ const malformed = (reason: string) => Either.left(new RealtimeError.InvalidLastE
 /**
  * Read a cursor for a stream of `count` topics hashed as `hash`: their
  * positions, or `undefined` when it is a cursor of another topic list (then
- * every topic starts fresh). What no server could have written (not base64url,
- * another version, a wrong length, a number out of range) fails.
+ * every topic starts fresh). What no server could have written (not base64url
+ * digits, another version, a wrong length, a number out of range or not in
+ * its shortest form) fails.
  *
  * @since 0.1.0
  * @category constructors
@@ -175,50 +198,41 @@ export const decodeCursor = (
   hash: number,
   count: number
 ): Either.Either<ReadonlyArray<Position> | undefined, RealtimeError.InvalidLastEventId> => {
-  if (cursor.length > maxCursorLength(1000) || cursor.length % 4 === 1) return malformed("has the wrong length")
-  const bytes = new Uint8Array(Math.floor((cursor.length * 3) / 4))
-  let acc = 0
-  let bits = 0
-  let at = 0
+  if (cursor.length > maxCursorLength(1000)) return malformed("is too long")
+  const digits = new Int8Array(cursor.length)
   for (let i = 0; i < cursor.length; i++) {
     const code = cursor.charCodeAt(i)
     const value = code < 128 ? values[code]! : -1
     if (value < 0) return malformed("is not base64url")
-    acc = (acc << 6) | value
-    bits += 6
-    if (bits >= 8) {
-      bits -= 8
-      bytes[at++] = (acc >> bits) & 0xff
-    }
+    digits[i] = value
   }
-  // The bits left over must be the zero padding of the last character.
-  if ((acc & ((1 << bits) - 1)) !== 0) return malformed("is not base64url")
-  if (bytes.length < 5 || bytes[0] !== version) return malformed("is of an unknown version")
-  const given = (bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16) | (bytes[4]! << 24)) >>> 0
+  if (cursor.length < 7 || cursor[0] !== version || digits[6]! > 3) return malformed("is of an unknown version")
+  const given = ((digits[1]! << 26) | (digits[2]! << 20) | (digits[3]! << 14) | (digits[4]! << 8) | (digits[5]! << 2) | digits[6]!) >>> 0
   if (given !== hash) return Either.right(undefined)
   const positions: Array<Position> = []
-  let i = 5
+  let i = 7
   for (let topic = 0; topic < count; topic++) {
     let seq = 0
     let scale = 1
     for (let n = 0;; n++) {
-      if (i >= bytes.length || n >= maxVarintBytes) return malformed("is truncated or out of range")
-      const byte = bytes[i++]!
-      seq += (byte & 0x7f) * scale
-      scale *= 0x80
-      if (byte < 0x80) {
-        if (byte === 0 && n > 0) return malformed("is not in its shortest form")
+      if (i >= digits.length || n >= maxSeqDigits) return malformed("is truncated or out of range")
+      const digit = digits[i++]!
+      seq += (digit & 31) * scale
+      scale *= 32
+      if (digit < 32) {
+        if (digit === 0 && n > 0) return malformed("is not in its shortest form")
         break
       }
     }
+    if (seq > maxSeq) return malformed("is out of range")
     let checked = 0
     if (seq > 0) {
-      if (i + 3 > bytes.length) return malformed("is truncated")
-      checked = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16)
-      i += 3
+      if (i + 4 > digits.length) return malformed("is truncated")
+      checked = (digits[i]! << 18) | (digits[i + 1]! << 12) | (digits[i + 2]! << 6) | digits[i + 3]!
+      i += 4
     }
     positions.push({ seq, check: checked })
   }
-  if (i !== bytes.length) return malformed("has trailing bytes")
+  if (i !== digits.length) return malformed("has trailing characters")
   return Either.right(positions)
 }

@@ -349,17 +349,11 @@ export const make: Effect.Effect<
         // Positions before any frame: a resync moves its topic on in its own frame.
         slots.forEach((slot, i) => {
           const position = given?.[i]
-          if (position !== undefined) {
-            slot.seq = position.seq
-            slot.check = position.check
-          }
+          if (position !== undefined) slot.moveTo(position.seq, position.check)
         })
         allowed.forEach((i, n) => {
           const at = located[n]!
-          if (at.status === "fresh") {
-            slots[i]!.seq = at.head
-            slots[i]!.check = at.check
-          }
+          if (at.status === "fresh") slots[i]!.moveTo(at.head, at.check)
         })
         const statuses: Array<"fresh" | "resumed" | "resync" | "denied"> = topics.map(() => "denied")
         allowed.forEach((i, n) => {

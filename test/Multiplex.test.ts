@@ -113,10 +113,12 @@ describe("Multiplex.cursor", () => {
     ))
   })
 
-  it("costs 14 characters for one topic at its start, and 1-2 per topic more before any event", () => {
-    assert.strictEqual(Multiplex.encodeCursor(7, [{ seq: 0, check: 0 }]).length, 8)
-    assert.strictEqual(Multiplex.encodeCursor(7, [{ seq: 5, check: 1 }]).length, 12)
-    assert.strictEqual(Multiplex.encodeCursor(7, Array.from({ length: 20 }, () => ({ seq: 0, check: 0 }))).length, 34)
+  it("costs 7 characters, and per topic 1 before its first event, 6 up to event 1 023, 7 up to 32 767", () => {
+    const length = (topics: number, seq: number) =>
+      Multiplex.encodeCursor(7, Array.from({ length: topics }, () => ({ seq, check: 0xabcdef }))).length
+    assert.deepStrictEqual([length(1, 0), length(1, 5), length(1, 1023), length(1, 1024), length(1, 32_767)], [8, 12, 13, 14, 14])
+    assert.deepStrictEqual([length(20, 0), length(20, 1000), length(100, 1000), length(100, 30_000)], [27, 127, 607, 707])
+    assert.strictEqual(length(100, 2 ** 49), Multiplex.maxCursorLength(100))
   })
 
   it("refuses what no server wrote, and reads another list's cursor as no position", () => {

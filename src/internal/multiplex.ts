@@ -22,6 +22,8 @@ import { byteCount, StreamSource } from "./mailbox.js"
 export class Slot implements Multiplex.Position {
   seq = 0
   check = 0
+  /** Its part of the cursor (see `Multiplex.cursorPart`). */
+  part = "A"
   mailbox: Mailbox.Mailbox | undefined = undefined
   /** Its access ended: it is the only topic its mailbox's end ends. */
   revoking = false
@@ -29,6 +31,12 @@ export class Slot implements Multiplex.Position {
 
   constructor(readonly topic: Multiplex.Topic) {
     this.record = topic.id === undefined ? undefined : { collection: topic.collection, id: topic.id }
+  }
+
+  moveTo(seq: number, check: number): void {
+    this.seq = seq
+    this.check = check
+    this.part = Multiplex.cursorPart(this)
   }
 }
 
@@ -62,7 +70,11 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
   private written = 0
   private takenAtCheck = -1
 
-  constructor(readonly slots: ReadonlyArray<Slot>, private readonly hash: number) {}
+  private readonly head: string
+
+  constructor(readonly slots: ReadonlyArray<Slot>, hash: number) {
+    this.head = Multiplex.cursorHead(hash)
+  }
 
   /** `true` when no chunk is pending and none will come. */
   get done(): boolean {
@@ -76,7 +88,9 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
 
   /** The cursor of the positions written so far. */
   cursor(): string {
-    return Multiplex.encodeCursor(this.hash, this.slots)
+    let cursor = this.head
+    for (const slot of this.slots) cursor += slot.part
+    return cursor
   }
 
   /** Make `mailbox` the topic of `slot` (before it begins). */
@@ -91,22 +105,21 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
 
   records(mailbox: Mailbox.Mailbox, messages: ReadonlyArray<{ readonly seq: number; readonly frame: Uint8Array }>): Uint8Array {
     const slot = this.slots[mailbox.slot]!
-    const parts: Array<Uint8Array> = []
+    // One text for the whole run, encoded once.
+    let text = ""
     for (const message of messages) {
       const body = Frame.topicBody(message.frame, slot.record)
       // Only record events are numbered; anything else is not for the client.
       if (body === undefined) continue
-      slot.seq = message.seq
-      slot.check = body.check
-      parts.push(body.body, Frame.cursorTail(this.cursor()))
+      slot.moveTo(message.seq, body.check)
+      text += `${body.text}id: ${this.cursor()}\n\n`
     }
-    return Frame.concat(parts)
+    return Frame.text(text)
   }
 
   resync(mailbox: Mailbox.Mailbox, newestId: string, seq: number): Uint8Array {
     const slot = this.slots[mailbox.slot]!
-    slot.seq = seq
-    slot.check = Frame.check(newestId)
+    slot.moveTo(seq, Frame.check(newestId))
     return Frame.topicResync(slot.topic.topic, this.cursor())
   }
 
