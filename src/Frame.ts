@@ -371,13 +371,21 @@ const named = (type: string, topic: string, collection: string, id: string, even
     ? `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)}}`
     : `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)},"etag":${json(eventId)},"record":${data}}`
 
-const bodies = new WeakMap<Uint8Array, TopicBody>()
+// Bodies of recent frames, in two generations of `bodiesPerGeneration`: a
+// burst's frames are built once for all the streams they reach, and an older
+// frame's body is built again when a replay needs it, so that the histories
+// do not keep a second copy of every frame.
+const bodiesPerGeneration = 4096
+let bodies = new WeakMap<Uint8Array, TopicBody>()
+let olderBodies = new WeakMap<Uint8Array, TopicBody>()
+let bodiesCount = 0
 
 /**
  * The shared body of a history frame on a multiplexed stream: a record's
  * frame (`record` names it) gets `data` that names its topic (`collection/id`)
  * and the record, as a collection entry's does; a collection
- * entry already has it. Built once per frame and kept while the frame lives.
+ * entry already has it. Built once for the streams a recent frame reaches (the
+ * last 4 096 to 8 192 frames' bodies are kept).
  * `undefined` for a frame that is not a record event.
  *
  * @since 0.1.0
@@ -387,7 +395,7 @@ export const topicBody = (
   frame: Uint8Array,
   record: { readonly collection: string; readonly id: string } | undefined
 ): TopicBody | undefined => {
-  const known = bodies.get(frame)
+  const known = bodies.get(frame) ?? olderBodies.get(frame)
   if (known !== undefined) return known
   const match = recordFrame.exec(decoder.decode(frame))
   if (match === null) return undefined
@@ -397,6 +405,11 @@ export const topicBody = (
     : named(type, `${record.collection}/${record.id}`, record.collection, record.id, eventId, data)
   const body: TopicBody = { text: `event: ${type}\ndata: ${text}\n`, check: check(eventId) }
   bodies.set(frame, body)
+  if (++bodiesCount >= bodiesPerGeneration) {
+    olderBodies = bodies
+    bodies = new WeakMap()
+    bodiesCount = 0
+  }
   return body
 }
 
