@@ -89,9 +89,9 @@ export const stop = async (child, graceMs = 3_000) => {
   clearTimeout(timer)
 }
 
-/** Run the load client with `config`; resolves with the JSON it prints. */
-export const runClient = (config, timeoutMs) => {
-  const child = track(process.execPath, ["--max-old-space-size=4096", "bench/client.mjs", JSON.stringify(config)])
+/** Run the load client (`script`, relative to the repository) with `config`; resolves with the JSON it prints. */
+export const runClient = (config, timeoutMs, script = "bench/client.mjs") => {
+  const child = track(process.execPath, ["--max-old-space-size=4096", script, JSON.stringify(config)])
   let stdout = ""
   let stderr = ""
   child.stdout.on("data", (chunk) => {

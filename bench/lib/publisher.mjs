@@ -134,6 +134,21 @@ export class Publisher {
     )
   }
 
+  /**
+   * POST `body` to `path` over the lane of `key`, with the same bound on
+   * requests in flight (counts as one in `sent`); resolves once the request is
+   * written and fewer than `depth` are in flight.
+   */
+  async post(path, body, key) {
+    while (this.inFlight >= this.depth) await new Promise((resolve) => this.wake = resolve)
+    this.inFlight++
+    this.sent++
+    this.lanes[key % this.lanes.length].request("POST", path, body).then(
+      (status) => this.settle(status === 204 ? undefined : `HTTP ${status}`),
+      (error) => this.settle(error.message)
+    )
+  }
+
   /** Ask the server for a full garbage collection. */
   async gc() {
     const status = await this.lanes[0].request("POST", "/bench/gc")

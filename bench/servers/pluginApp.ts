@@ -1,14 +1,20 @@
 /**
  * A saacms-style host of a realtime `PluginDef` (ours, `src/Plugin.ts`, or the
  * reference, `@saacms/plugin-realtime` 0.1.0): a `new Hono()` app with the
- * plugin's subscribe route and the bench's publish, burst and GC routes. Bun
- * serves `app.fetch` with `Bun.serve`, Node through `nodeFetch.ts`.
+ * plugin's subscribe route (and its multiplexed one, `GET /api/saacms/v1/subscribe`,
+ * when the plugin has it: ours does, the reference does not) and the bench's
+ * publish, burst and GC routes. Bun serves `app.fetch` with `Bun.serve`, Node
+ * through `nodeFetch.ts`.
  */
 import { Hono } from "hono"
 
 /** What the host uses of a realtime `PluginDef`; ours and the reference both have it. */
 export interface RealtimePlugin {
-  readonly routes: { readonly "GET /api/saacms/v1/:collection/:id/subscribe": (c: any) => Response | Promise<Response> }
+  readonly routes: {
+    readonly "GET /api/saacms/v1/:collection/:id/subscribe": (c: any) => Response | Promise<Response>
+    /** One stream for many `?topic=` records: ours only. */
+    readonly "GET /api/saacms/v1/subscribe"?: (c: any) => Response | Promise<Response>
+  }
   readonly services: {
     readonly realtime: {
       publish(event: { type: "changed"; slug: string; id: string; record: unknown }): Promise<unknown>
@@ -18,7 +24,9 @@ export interface RealtimePlugin {
 
 export const make = (plugin: RealtimePlugin, gc: () => void) => {
   const subscribe = plugin.routes["GET /api/saacms/v1/:collection/:id/subscribe"]
+  const subscribeMany = plugin.routes["GET /api/saacms/v1/subscribe"]
   const app = new Hono()
+  if (subscribeMany !== undefined) app.get("/api/saacms/v1/subscribe", (c) => subscribeMany(c))
   app.get("/api/saacms/v1/:collection/:id/subscribe", (c) => subscribe(c))
   app.post("/bench/publish/:collection/:id", async (c) => {
     const record: unknown = await c.req.json()
