@@ -86,6 +86,58 @@ layer(Layer.scoped(Runtime, Workerd.start({ entry })), { timeout: 60_000, exclud
         assert.strictEqual(records(more.events)[4], "pages/* h3")
       }))
 
+    it.scoped("a collection whose every topic is revoked leaves, and the others go on", () =>
+      Effect.gen(function*() {
+        const { reader } = yield* open(query("rv-a/1", "rv-b/1"))
+        // The objects' recheck hides private records from all but their owner.
+        yield* Effect.flatMap(
+          request("/publish", {
+            method: "POST",
+            body: JSON.stringify({ type: "changed", slug: "rv-a", id: "1", etag: "p1", record: { private: true, owner: "x" } })
+          }),
+          (response) => Effect.sync(() => assert.strictEqual(response.status, 200))
+        )
+        const revoked = yield* reader.readUntil((received) => received.events.some((e) => e.event === "saacms-revoked"))
+        assert.deepStrictEqual(
+          JSON.parse(revoked.events.find((e) => e.event === "saacms-revoked")!.data),
+          { topic: "rv-a/1", reason: "forbidden" }
+        )
+        yield* publish("rv-b", "1", "b1")
+        const live = yield* reader.readUntil((received) => records(received.events).length === 1)
+        assert.deepStrictEqual(records(live.events), ["rv-b/1 b1"])
+      }))
+
+    it.scoped("a client that reads late gets every collection's events once and in order", () =>
+      Effect.gen(function*() {
+        const response = yield* request(query("bp-a/1", "bp-b/*"))
+        assert.strictEqual(response.status, 200)
+        const body = response.body!.getReader()
+        yield* Effect.addFinalizer(() => Effect.promise(() => body.cancel().catch(() => undefined)))
+        // More than the Worker holds for a client (64 KiB) from both objects, read only afterwards.
+        const big = "x".repeat(8 * 1024)
+        for (let n = 1; n <= 40; n++) {
+          for (const [slug, id] of [["bp-a", "1"], ["bp-b", `r${n % 3}`]] as const) {
+            yield* Effect.flatMap(
+              request("/publish", {
+                method: "POST",
+                body: JSON.stringify({ type: "changed", slug, id, etag: `${slug}-${n}`, record: { n, big } })
+              }),
+              (response) => Effect.sync(() => assert.strictEqual(response.status, 200))
+            )
+          }
+        }
+        const decoder = new TextDecoder()
+        let text = ""
+        while (records(Sse.parse(text)).length < 80) {
+          const chunk = yield* Effect.promise(() => body.read())
+          assert.isFalse(chunk.done, "the stream ended early")
+          text += decoder.decode(chunk.value, { stream: true })
+        }
+        const got = records(Sse.parse(text))
+        assert.deepStrictEqual(got.filter((r) => r.startsWith("bp-a/1")), Array.from({ length: 40 }, (_, i) => `bp-a/1 bp-a-${i + 1}`))
+        assert.deepStrictEqual(got.filter((r) => r.startsWith("bp-b/*")), Array.from({ length: 40 }, (_, i) => `bp-b/* bp-b-${i + 1}`))
+      }))
+
     it.scoped("twenty records of one collection ride one object stream; seven collections are refused", () =>
       Effect.gen(function*() {
         const ids = Array.from({ length: 20 }, (_, i) => `w${i}`)

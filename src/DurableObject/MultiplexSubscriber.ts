@@ -41,6 +41,9 @@ interface Source {
   readonly decoder: TextDecoder
   text: string
   welcomed: boolean
+  /** Its topics whose access ended (the object's stream ends with the last). */
+  readonly revoked: Set<string>
+  ended: boolean
 }
 
 /**
@@ -61,7 +64,8 @@ export class MultiplexSubscriber implements Realtime.Subscriber {
   /** Events of objects already welcomed, held until every object has: `[source, block]`. */
   #held: Array<readonly [Source, string]> = []
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
-  #room: (() => void) | undefined = undefined
+  /** The pumps waiting for the client to take what it holds. */
+  #waiting: Array<() => void> = []
   #ended = false
 
   constructor(
@@ -82,7 +86,9 @@ export class MultiplexSubscriber implements Realtime.Subscriber {
       reader: part.body.getReader(),
       decoder: new TextDecoder(),
       text: "",
-      welcomed: false
+      welcomed: false,
+      revoked: new Set(),
+      ended: false
     }))
   }
 
@@ -93,11 +99,7 @@ export class MultiplexSubscriber implements Realtime.Subscriber {
         controller.enqueue(this.#opening)
         for (const source of this.#sources) void this.#pump(source)
       },
-      pull: () => {
-        const room = this.#room
-        this.#room = undefined
-        room?.()
-      },
+      pull: () => this.#wake(),
       cancel: () => this.close()
     }, { highWaterMark, size: (chunk) => chunk?.byteLength ?? 0 })
   }
@@ -111,20 +113,25 @@ export class MultiplexSubscriber implements Realtime.Subscriber {
     } catch {
       // Already closed or cancelled.
     }
-    const room = this.#room
-    this.#room = undefined
-    room?.()
+    this.#wake()
   }
 
-  // Read one object's stream while the client has room; its end ends the
-  // whole stream (the client resumes every topic from its cursor).
+  #wake(): void {
+    const waiting = this.#waiting
+    this.#waiting = []
+    for (const resume of waiting) resume()
+  }
+
+  // Read one object's stream while the client has room. Its end ends the
+  // whole stream (the client resumes every topic from its cursor), unless it
+  // ended because each of its topics' access did: the others go on.
   async #pump(source: Source): Promise<void> {
     try {
       while (!this.#ended) {
         const desired = this.#controller?.desiredSize ?? 0
         if (desired <= 0) {
           await new Promise<void>((resolve) => {
-            this.#room = resolve
+            this.#waiting.push(resolve)
           })
           continue
         }
@@ -141,8 +148,10 @@ export class MultiplexSubscriber implements Realtime.Subscriber {
       }
     } catch {
       // The object's stream failed: end this one too.
+      return this.close()
     }
-    this.close()
+    source.ended = true
+    if (source.revoked.size < source.part.topics.length || this.#sources.every((s) => s.ended)) this.close()
   }
 
   #receive(source: Source, block: string): void {
@@ -153,6 +162,14 @@ export class MultiplexSubscriber implements Realtime.Subscriber {
     }
     // Each object's opening hint is replaced by the Worker's own.
     if (block.startsWith("retry:")) return
+    if (block.startsWith("event: saacms-revoked\n")) {
+      try {
+        const { topic } = JSON.parse(/\ndata: ([^\n]*)/.exec(block)?.[1] ?? "{}") as { topic?: unknown }
+        if (typeof topic === "string") source.revoked.add(topic)
+      } catch {
+        // Not one of ours: forwarded as it is.
+      }
+    }
     if (!source.welcomed) {
       if (!block.startsWith("event: saacms-welcome\n")) return
       source.welcomed = true
