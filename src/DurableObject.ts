@@ -25,6 +25,7 @@ import * as Storage from "./DurableObject/Storage.js"
 import * as Event from "./Event.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
+import * as Logging from "./internal/logging.js"
 import * as Mailbox from "./internal/mailbox.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
@@ -116,6 +117,19 @@ export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<ne
   )
 }
 
+// The log level from `REALTIME_LOG_LEVEL`, over the one in code; like the
+// other variables, a value that is not a level fails the object's start.
+const layerLogging = (env: unknown, options: Options = {}): Layer.Layer<never> => {
+  const level = typeof env === "object" && env !== null ? (env as Record<string, unknown>).REALTIME_LOG_LEVEL : undefined
+  if (level !== undefined && !Logging.isLevel(level)) {
+    const message = `invalid REALTIME_LOG_LEVEL: ${String(level)}`
+    return Layer.effectDiscard(Effect.zipRight(Effect.logError(message), Effect.dieMessage(message))).pipe(
+      Layer.provide(Logging.layer({ logger: options.logger }))
+    )
+  }
+  return Logging.layer({ logLevel: level ?? options.logLevel, logger: options.logger })
+}
+
 /**
  * The object's options in code: `RealtimeConfig.Options`, and the per-event
  * access `recheck` (the Worker forwards each subscriber's grant subject as JSON).
@@ -123,7 +137,7 @@ export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<ne
  * @since 0.1.0
  * @category models
  */
-export type Options = RealtimeConfig.Options & { readonly recheck?: Access.Recheck | undefined }
+export type Options = RealtimeConfig.Options & { readonly recheck?: Access.Recheck | undefined } & Logging.Options
 
 /**
  * The Durable Object class to register with the Workers runtime (export it
@@ -154,6 +168,7 @@ export class SaacmsRealtimeDO {
   static configure(options: Options): typeof SaacmsRealtimeDO {
     // Validated now, so a bad option fails the Worker at start rather than each object.
     Schema.decodeUnknownSync(RealtimeConfig.Options)(options)
+    Logging.validate(options)
     return class extends SaacmsRealtimeDO {
       constructor(state: DurableObjectStateLike, env?: unknown) {
         super(state, env, options)
@@ -170,7 +185,10 @@ export class SaacmsRealtimeDO {
     // streams from histories in memory (see `Namespace`); a record's keeps
     // its one history in storage.
     const core = this.#name !== undefined && Event.isCollectionKey(this.#name) ? Realtime.layerMemory : layer(state.storage)
-    this.#runtime = ManagedRuntime.make(core.pipe(Layer.provideMerge(layerConfig(env, options))))
+    this.#runtime = ManagedRuntime.make(
+      // The logging first: it applies to the core's start too.
+      core.pipe(Layer.provideMerge(layerConfig(env, options)), Layer.provideMerge(layerLogging(env, options)))
+    )
     const acceptWebSocket = state.acceptWebSocket?.bind(state)
     this.#host = acceptWebSocket === undefined ? undefined : {
       accept: (socket, subscriber, attachment) => {

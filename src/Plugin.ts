@@ -17,6 +17,7 @@ import * as Cors from "./Cors.js"
 import * as Namespace from "./DurableObject/Namespace.js"
 import * as Event from "./Event.js"
 import * as Hub from "./Hub.js"
+import * as Logging from "./internal/logging.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeHttp from "./RealtimeHttp.js"
@@ -76,7 +77,7 @@ export type RealtimeOptions = RealtimeConfig.Options & {
   readonly recheck?: Access.Recheck | undefined
   /** Cross-origin access for browsers on other origins; off by default. */
   readonly cors?: Cors.Options | undefined
-}
+} & Logging.Options
 
 /**
  * @since 0.1.0
@@ -135,6 +136,7 @@ const loadRedis = (): Promise<typeof import("./Redis.js")> => import(redisModule
 export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   // Decoded (and throwing on invalid options) here, synchronously.
   const config = RealtimeConfig.layer(options)
+  Logging.validate(options)
   const redis = options.redis
   const backend: Layer.Layer<Realtime.Realtime> = options.binding !== undefined
     ? Namespace.layer(options.binding, options.durableObjectMode).pipe(Layer.provide(config))
@@ -148,7 +150,8 @@ export const realtime = (options: RealtimeOptions = {}): PluginDef => {
     Access.layerPromise({ authorize: options.authorize, recheck: options.recheck }),
     options.cors === undefined ? Layer.empty : Cors.layer(options.cors)
   )
-  const runtime = ManagedRuntime.make(Layer.merge(backend, http))
+  // The logging first: it applies to the backend's start too.
+  const runtime = ManagedRuntime.make(Layer.merge(backend, http).pipe(Layer.provideMerge(Logging.layer(options))))
   let stopped = false
 
   // One promise per call, settled as soon as the fiber ends (at once when it

@@ -21,7 +21,7 @@ class Example extends Context.Tag("test/CloudflareExample")<Example, Workerd.Wor
 // The example imports the library by its package name: bundle it from this checkout's src/.
 const example = Layer.scoped(
   Example,
-  Workerd.start({ entry, vars: { REALTIME_MAX_FRAME_BYTES: "4096" }, alias: { "@saacms/realtime": library } })
+  Workerd.start({ entry, vars: { REALTIME_MAX_FRAME_BYTES: "4096", REALTIME_LOG_LEVEL: "Warning" }, alias: { "@saacms/realtime": library } })
 )
 
 const request = (path: string, init?: RequestInit) =>

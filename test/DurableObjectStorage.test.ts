@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as TestClock from "effect/TestClock"
 import * as Storage from "../src/DurableObject/Storage.js"
 import { SaacmsRealtimeDO } from "../src/index.js"
@@ -147,9 +148,29 @@ describe("SaacmsRealtimeDO configuration", () => {
 
   it.live("an invalid REALTIME_* variable answers 500 with a bare JSON body", () =>
     Effect.gen(function*() {
-      const object = new SaacmsRealtimeDO(state(new MemoryStorage()), { REALTIME_MAX_EVENTS: "lots" })
-      const response = yield* Effect.promise(() => object.fetch(new Request("https://do/", { headers: { Accept: "text/event-stream" } })))
-      assert.strictEqual(response.status, 500)
-      assert.deepStrictEqual(yield* Effect.promise(() => response.json()), { error: "internal", message: "internal error" })
+      // The reason goes to the object's logger (here, the test's, so that its output stays results).
+      const lines: Array<string> = []
+      const Logged = SaacmsRealtimeDO.configure({ logger: Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`)) })
+      for (const env of [{ REALTIME_MAX_EVENTS: "lots" }, { REALTIME_LOG_LEVEL: "Loud" }]) {
+        const object = new Logged(state(new MemoryStorage()), env)
+        const response = yield* Effect.promise(() => object.fetch(new Request("https://do/", { headers: { Accept: "text/event-stream" } })))
+        assert.strictEqual(response.status, 500)
+        assert.deepStrictEqual(yield* Effect.promise(() => response.json()), { error: "internal", message: "internal error" })
+      }
+      assert.deepStrictEqual(lines.map((line) => line.split(":")[0]), ["ERROR invalid REALTIME_* configuration", "ERROR invalid REALTIME_LOG_LEVEL"])
+    }))
+
+  it.live("the log level comes from REALTIME_LOG_LEVEL, over configure's", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`))
+      const Quiet = SaacmsRealtimeDO.configure({ logLevel: "Warning", logger })
+      const refuse = (object: SaacmsRealtimeDO) =>
+        Effect.promise(() => object.fetch(new Request("https://do/", { method: "POST", body: "not json" })))
+      assert.strictEqual((yield* refuse(new Quiet(state(new MemoryStorage()), {}))).status, 400)
+      assert.deepStrictEqual(lines, [])
+      assert.strictEqual((yield* refuse(new Quiet(state(new MemoryStorage()), { REALTIME_LOG_LEVEL: "Info" }))).status, 400)
+      assert.deepStrictEqual(lines, ["INFO binding request refused"])
+      assert.throws(() => SaacmsRealtimeDO.configure({ logLevel: "Loud" as "Info" }))
     }))
 })

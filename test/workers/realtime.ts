@@ -14,6 +14,8 @@ import type { PluginDef } from "../../src/index.js"
  * marked `private` from everyone but their `owner`.
  */
 export const SaacmsRealtimeDO = Base.configure({
+  // Refusals are logged at info: the tests' output stays results.
+  logLevel: "Warning",
   recheck: (subject, event) =>
     event.type === "deleted" ||
     (event.record as { private?: boolean }).private !== true ||
@@ -44,6 +46,7 @@ let plugin: PluginDef | undefined
 const pluginFor = (env: Env) =>
   plugin ??= realtime({
     binding: env.SAACMS_REALTIME,
+    logLevel: "Warning",
     authorize,
     durableObjectMode: env.TEST_DO_MODE === "socket" ? "socket" : "stream",
     ...(env.TEST_WORKER_HEARTBEAT_MS === undefined ? {} : { heartbeatMs: Number(env.TEST_WORKER_HEARTBEAT_MS) }),
