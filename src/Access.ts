@@ -130,7 +130,7 @@ const normalise = (decision: DecisionInput): Decision =>
 export const layer = (options: {
   readonly authorize?: ((request: AccessRequest) => Effect.Effect<DecisionInput>) | undefined
   readonly recheck?: Recheck | undefined
-}): Layer.Layer<never> => {
+}): Layer.Layer<Access> => {
   const authorize = options.authorize
   return Layer.succeed(Access, {
     authorize: authorize === undefined ? undefined : (request) => Effect.map(authorize(request), normalise),
@@ -147,7 +147,7 @@ export const layer = (options: {
 export const layerPromise = (options: {
   readonly authorize?: ((request: AccessRequest) => DecisionInput | Promise<DecisionInput>) | undefined
   readonly recheck?: Recheck | undefined
-}): Layer.Layer<never> => {
+}): Layer.Layer<Access> => {
   const authorize = options.authorize
   return layer({
     authorize: authorize === undefined

@@ -34,7 +34,7 @@ export class Cors extends Context.Reference<Cors>()("@saacms/realtime/Cors", {
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<never> => Layer.succeed(Cors, options)
+export const layer = (options: Options): Layer.Layer<Cors> => Layer.succeed(Cors, options)
 
 /**
  * The CORS response headers for a request from `origin` (none when CORS is off

@@ -101,7 +101,7 @@ const layerOneRecordHub: Layer.Layer<Hub.Hub, never, Heartbeat.Heartbeat | Repla
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<never> => {
+export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<RealtimeConfig.RealtimeConfig> => {
   const vars = new Map<string, string>()
   if (typeof env === "object" && env !== null) {
     for (const [name, value] of Object.entries(env)) {
@@ -110,7 +110,7 @@ export const layerConfig = (env: unknown, options: Options = {}): Layer.Layer<ne
       }
     }
   }
-  return RealtimeConfig.layerConfig.pipe(
+  return RealtimeConfig.layerConfig().pipe(
     Layer.provide(Layer.merge(Layer.setConfigProvider(ConfigProvider.fromMap(vars)), RealtimeConfig.layer(options))),
     Layer.tapErrorCause((cause) => Effect.logError("invalid REALTIME_* configuration", cause)),
     Layer.orDie

@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Access from "./Access.js"
 import * as Cors from "./Cors.js"
 import * as Namespace from "./DurableObject/Namespace.js"
@@ -135,7 +136,10 @@ const loadRedis = (): Promise<typeof import("./Redis.js")> => import(redisModule
  */
 export const realtime = (options: RealtimeOptions = {}): PluginDef => {
   // Decoded (and throwing on invalid options) here, synchronously.
-  const config = RealtimeConfig.layer(options)
+  const config = Layer.succeed(
+    RealtimeConfig.RealtimeConfig,
+    RealtimeConfig.resolve(Schema.decodeUnknownSync(RealtimeConfig.Options)(options))
+  )
   Logging.validate(options)
   const redis = options.redis
   const backend: Layer.Layer<Realtime.Realtime> = options.binding !== undefined

@@ -6,10 +6,12 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
 /**
@@ -170,53 +172,90 @@ export const resolve = (options: Options, base: Resolved = defaults): Resolved =
 })
 
 /**
- * Provide a configuration from host options (validated with `Options`).
+ * Options that do not decode with `Options` (the reason says which and why).
  *
  * @since 0.1.0
- * @category layers
+ * @category errors
  */
-export const layer = (options: Options): Layer.Layer<never> =>
-  Layer.succeed(RealtimeConfig, resolve(Schema.decodeUnknownSync(Options)(options)))
+export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
+  readonly reason: string
+}> {}
+
+const decodeOptions = Schema.decodeUnknown(Options)
 
 /**
- * Read the configuration from Effect's `ConfigProvider` (environment variables
- * `REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_HEARTBEAT_MS`,
- * `REALTIME_MAX_HISTORY_BYTES`, `REALTIME_MAX_RECORDS`, `REALTIME_QUEUE_CAPACITY`,
- * `REALTIME_MAX_QUEUED_BYTES`, `REALTIME_MAX_FRAME_BYTES`,
- * `REALTIME_MAX_SUBSCRIBERS_PER_KEY`, `REALTIME_MAX_SUBSCRIBERS`,
- * `REALTIME_RETRY_MS`, `REALTIME_RETRY_JITTER_MS` by default). Each
- * variable set overrides the configuration in force below this layer (the
- * defaults, or a `layer(options)` it is provided with).
+ * Validate `options` and resolve them over `base` (the defaults unless given).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decode = (options: unknown, base: Resolved = defaults): Effect.Effect<Resolved, InvalidOptions> =>
+  decodeOptions(options).pipe(
+    Effect.map((decoded) => resolve(decoded, base)),
+    Effect.mapError((error) => new InvalidOptions({ reason: ParseResult.TreeFormatter.formatErrorSync(error) }))
+  )
+
+/**
+ * Provide a configuration from host options; options that do not decode fail
+ * the layer with `InvalidOptions` (nothing is thrown while it is built).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.effect(
-  RealtimeConfig,
-  Effect.gen(function*() {
-    // Variables left unset keep the configuration already in force.
-    const base = yield* RealtimeConfig
-    const opt = (name: string) => Effect.map(Config.option(Config.integer(name)), Option.getOrUndefined)
-    const options = {
-      retention: {
-        maxEvents: yield* opt("REALTIME_MAX_EVENTS"),
-        maxAgeMs: yield* opt("REALTIME_MAX_AGE_MS"),
-        maxHistoryBytes: yield* opt("REALTIME_MAX_HISTORY_BYTES"),
-        maxRecords: yield* opt("REALTIME_MAX_RECORDS")
-      },
-      heartbeatMs: yield* opt("REALTIME_HEARTBEAT_MS"),
-      queueCapacity: yield* opt("REALTIME_QUEUE_CAPACITY"),
-      maxQueuedBytes: yield* opt("REALTIME_MAX_QUEUED_BYTES"),
-      maxFrameBytes: yield* opt("REALTIME_MAX_FRAME_BYTES"),
-      maxSubscribersPerKey: yield* opt("REALTIME_MAX_SUBSCRIBERS_PER_KEY"),
-      maxSubscribers: yield* opt("REALTIME_MAX_SUBSCRIBERS"),
-      retryMs: yield* opt("REALTIME_RETRY_MS"),
-      retryJitterMs: yield* opt("REALTIME_RETRY_JITTER_MS"),
-      maxTopics: yield* opt("REALTIME_MAX_TOPICS")
-    }
-    return yield* Schema.decodeUnknown(Options)(options).pipe(
-      Effect.map((decoded) => resolve(decoded, base)),
-      Effect.mapError((error) => ConfigError.InvalidData([], error.message))
-    )
-  })
-)
+export const layer = (options: Options): Layer.Layer<RealtimeConfig, InvalidOptions> =>
+  Layer.effect(RealtimeConfig, decode(options))
+
+const integer = (name: string) => Config.option(Config.integer(name)).pipe(Config.map(Option.getOrUndefined))
+
+/**
+ * The options as environment variables (through Effect's `ConfigProvider`):
+ * `REALTIME_MAX_EVENTS`, `REALTIME_MAX_AGE_MS`, `REALTIME_MAX_HISTORY_BYTES`,
+ * `REALTIME_MAX_RECORDS`, `REALTIME_HEARTBEAT_MS`, `REALTIME_QUEUE_CAPACITY`,
+ * `REALTIME_MAX_QUEUED_BYTES`, `REALTIME_MAX_FRAME_BYTES`,
+ * `REALTIME_MAX_SUBSCRIBERS_PER_KEY`, `REALTIME_MAX_SUBSCRIBERS`,
+ * `REALTIME_RETRY_MS`, `REALTIME_RETRY_JITTER_MS`, `REALTIME_MAX_TOPICS`;
+ * each one unset is left out. A host with names of its own writes its own
+ * `Config<Options>` for `layerConfig` (or nests this one).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const config: Config.Config<Options> = Config.all({
+  retention: Config.all({
+    maxEvents: integer("REALTIME_MAX_EVENTS"),
+    maxAgeMs: integer("REALTIME_MAX_AGE_MS"),
+    maxHistoryBytes: integer("REALTIME_MAX_HISTORY_BYTES"),
+    maxRecords: integer("REALTIME_MAX_RECORDS")
+  }),
+  heartbeatMs: integer("REALTIME_HEARTBEAT_MS"),
+  queueCapacity: integer("REALTIME_QUEUE_CAPACITY"),
+  maxQueuedBytes: integer("REALTIME_MAX_QUEUED_BYTES"),
+  maxFrameBytes: integer("REALTIME_MAX_FRAME_BYTES"),
+  maxSubscribersPerKey: integer("REALTIME_MAX_SUBSCRIBERS_PER_KEY"),
+  maxSubscribers: integer("REALTIME_MAX_SUBSCRIBERS"),
+  retryMs: integer("REALTIME_RETRY_MS"),
+  retryJitterMs: integer("REALTIME_RETRY_JITTER_MS"),
+  maxTopics: integer("REALTIME_MAX_TOPICS")
+}) as Config.Config<Options>
+
+/**
+ * Read the configuration with `options` (by default `config`, the
+ * `REALTIME_*` variables). Each option it sets overrides the configuration in
+ * force below this layer (the defaults, or a `layer(options)` it is provided
+ * with); an unreadable value fails with `ConfigError`, an invalid one with
+ * `InvalidOptions`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config<Options> = config
+): Layer.Layer<RealtimeConfig, ConfigError.ConfigError | InvalidOptions> =>
+  Layer.effect(
+    RealtimeConfig,
+    Effect.gen(function*() {
+      // Options left unset keep the configuration already in force.
+      const base = yield* RealtimeConfig
+      return yield* decode(yield* options, base)
+    })
+  )

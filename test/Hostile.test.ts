@@ -38,7 +38,7 @@ const heartbeatMs = 1000
 const Demo = HttpLayerRouter.serve(DemoHost.routes, { routerConfig: RealtimeHttp.routerConfig }).pipe(
   Layer.provide(DemoHost.RecordStore.Default),
   Layer.provideMerge(Realtime.layerMemory),
-  Layer.provide(RealtimeConfig.layerConfig),
+  Layer.provide(RealtimeConfig.layerConfig()),
   // The demo's configuration comes from the environment; this one, not the CI's.
   Layer.provide(Layer.setConfigProvider(
     ConfigProvider.fromMap(new Map([

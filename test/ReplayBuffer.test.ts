@@ -21,7 +21,7 @@ const bytes = (n: number) => new Uint8Array(n)
 const all = { maxBytes: Number.MAX_SAFE_INTEGER, maxFrames: Number.MAX_SAFE_INTEGER }
 const noLive: ReplayBuffer.Live = { publish: () => {}, reset: () => {}, resume: () => {}, end: () => {} }
 
-const drivers: ReadonlyArray<readonly [string, (options: RealtimeConfig.Options) => Layer.Layer<ReplayBuffer.ReplayBuffer>]> = [
+const drivers: ReadonlyArray<readonly [string, (options: RealtimeConfig.Options) => Layer.Layer<ReplayBuffer.ReplayBuffer, RealtimeConfig.InvalidOptions>]> = [
   ["memory", (options) => ReplayBuffer.layerMemory.pipe(Layer.provide(RealtimeConfig.layer(options)))],
   ["durable object storage", (options) =>
     Layer.suspend(() => Storage.layerDurableObjectStorage(new MemoryStorage())).pipe(Layer.provide(RealtimeConfig.layer(options)))],

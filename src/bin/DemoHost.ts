@@ -224,7 +224,7 @@ export const make = (keepOpen: (request: HttpServerRequest.HttpServerRequest) =>
         RealtimeHttp.isSubscribeRequest(request) ? Effect.zipRight(keepOpen(request), app) : app)
   }).pipe(
     Layer.provide(Layer.merge(RecordStore.Default, backend)),
-    Layer.provide(RealtimeConfig.layerConfig),
+    Layer.provide(RealtimeConfig.layerConfig()),
     HttpMiddleware.withTracerDisabledWhen(RealtimeHttp.isSubscribeRequest)
   )
 

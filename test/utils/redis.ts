@@ -56,7 +56,9 @@ export const store = (options: Partial<Store.Options> = {}) =>
   })
 
 /** The Redis `ReplayBuffer` (no live source) with the given options, under a fresh prefix. */
-export const layer = (options: RealtimeConfig.Options = {}): Layer.Layer<ReplayBuffer.ReplayBuffer> =>
+export const layer = (
+  options: RealtimeConfig.Options = {}
+): Layer.Layer<ReplayBuffer.ReplayBuffer, RealtimeConfig.InvalidOptions> =>
   Layer.scoped(
     ReplayBuffer.ReplayBuffer,
     Effect.gen(function*() {
