@@ -2,135 +2,22 @@
  * End to end in a real browser: headless Chromium (Debian's `/usr/bin/chromium`,
  * driven by playwright-core) opens ONE `EventSource` on the multiplexed route
  * `GET /api/saacms/v1/subscribe?topic=…` of the demo host, through a TCP proxy
- * in the test process that can cut every browser connection at will. Records
- * are written over the demo's HTTP API; the page keeps what its `EventSource`
- * delivered, and the test reads it back. Node only (no playwright under Bun).
+ * in the test process (`test/utils/proxy.ts`) that can cut every browser
+ * connection at will. Records are written over the demo's HTTP API; the page
+ * keeps what its `EventSource` delivered, and the test reads it back. Node
+ * only (no playwright under Bun).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as net from "node:net"
 import { chromium, type Page } from "playwright-core"
 import * as DemoHost from "../src/bin/DemoHost.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
 import { eventually } from "./utils/eventually.js"
+import { describeExchanges, type Proxy, proxyTo } from "./utils/proxy.js"
 import * as Server from "./utils/server.js"
-
-// ---------------------------------------------------------------------------
-// A TCP proxy between the browser and the server: every connection is piped
-// to the server, its request heads and response status lines noted (for the
-// assertions on `Last-Event-ID` and for failure messages); `cut()` destroys
-// every connection open at that moment, and while `hold()` is in force new
-// connections wait (accepted, their bytes unread) until `release()`.
-// ---------------------------------------------------------------------------
-
-interface Exchange {
-  readonly connection: number
-  /** The request line, e.g. `GET /api/saacms/v1/subscribe?topic=posts/r1 HTTP/1.1`. */
-  readonly request: string
-  /** The request's `Last-Event-ID` header, if any. */
-  readonly lastEventId: string | undefined
-  status: number | undefined
-}
-
-interface Proxy {
-  readonly origin: string
-  readonly exchanges: ReadonlyArray<Exchange>
-  /** Destroy every client and upstream socket open now (new connections are still accepted). */
-  readonly cut: () => void
-  /** From now on, new connections wait in the proxy (not yet connected to the server). */
-  readonly hold: () => void
-  /** Connections waiting since `hold()`. */
-  readonly waiting: () => number
-  /** Connect the waiting connections to the server, and new ones again at once. */
-  readonly release: () => void
-}
-
-const proxyTo = (target: string) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly proxy: Proxy; readonly server: net.Server; readonly sockets: Set<net.Socket> }>(
-      (resume) => {
-        const { hostname, port } = new URL(target)
-        const sockets = new Set<net.Socket>()
-        const exchanges: Array<Exchange> = []
-        let held: Array<() => void> | undefined = undefined
-        let connections = 0
-        const track = (socket: net.Socket) => {
-          sockets.add(socket)
-          socket.on("error", () => {})
-          socket.on("close", () => sockets.delete(socket))
-        }
-        const server = net.createServer((client) => {
-          const connection = ++connections
-          track(client)
-          // Without a `data` listener yet, the client's bytes wait in its socket.
-          const start = () => {
-            if (client.destroyed) return
-            const upstream = net.connect(Number(port), hostname)
-            track(upstream)
-            client.on("close", () => upstream.destroy())
-            upstream.on("close", () => client.destroy())
-            // Requests through the proxy are GETs without a body: each head ends at a blank line.
-            let head = ""
-            client.on("data", (chunk: Buffer) => {
-              head += chunk.toString("latin1")
-              for (let end = head.indexOf("\r\n\r\n"); end !== -1; end = head.indexOf("\r\n\r\n")) {
-                const [request = "", ...lines] = head.slice(0, end).split("\r\n")
-                const header = lines.find((line) => line.toLowerCase().startsWith("last-event-id:"))
-                exchanges.push({
-                  connection,
-                  request,
-                  lastEventId: header?.slice("last-event-id:".length).trim(),
-                  status: undefined
-                })
-                head = head.slice(end + 4)
-              }
-            })
-            upstream.on("data", (chunk: Buffer) => {
-              for (const [, status] of chunk.toString("latin1").matchAll(/HTTP\/1\.1 (\d{3}) /g)) {
-                const exchange = exchanges.find((e) => e.connection === connection && e.status === undefined)
-                if (exchange !== undefined) exchange.status = Number(status)
-              }
-            })
-            client.pipe(upstream)
-            upstream.pipe(client)
-          }
-          if (held === undefined) start()
-          else held.push(start)
-        })
-        server.listen(0, "127.0.0.1", () => {
-          const address = server.address() as net.AddressInfo
-          resume(Effect.succeed({
-            server,
-            sockets,
-            proxy: {
-              origin: `http://127.0.0.1:${address.port}`,
-              exchanges,
-              cut: () => {
-                for (const socket of [...sockets]) socket.destroy()
-              },
-              hold: () => {
-                held ??= []
-              },
-              waiting: () => held?.length ?? 0,
-              release: () => {
-                const starts = held ?? []
-                held = undefined
-                for (const start of starts) start()
-              }
-            }
-          }))
-        })
-      }
-    ),
-    ({ server, sockets }) =>
-      Effect.async<void>((resume) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resume(Effect.void))
-      })
-  ).pipe(Effect.map(({ proxy }) => proxy))
 
 // ---------------------------------------------------------------------------
 // The browser and its page.
@@ -218,9 +105,6 @@ const openPage = (proxy: Proxy, url: string) =>
     yield* Effect.promise(() => page.goto(`${proxy.origin}/__page`))
     return page
   })
-
-const describeExchanges = (proxy: Proxy) =>
-  proxy.exchanges.map((e) => `#${e.connection} ${e.request} -> ${e.status ?? "(no response)"}`).join("; ")
 
 /**
  * Poll the page's counts until `predicate` holds (500 polls, some 5-10 s); fails at once
