@@ -22,16 +22,10 @@ import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as RealtimeError from "../RealtimeError.js"
 import * as RealtimeHttp from "../RealtimeHttp.js"
+import * as Page from "./Page.js"
+import { RecordStore } from "./RecordStore.js"
 
-interface StoredRecord {
-  readonly body: string
-  readonly etag: string
-}
-
-/** Demo-only record store: one `Map`, keyed like the realtime core. */
-export class RecordStore extends Effect.Service<RecordStore>()("demo/RecordStore", {
-  sync: () => new Map<Event.ResourceKey, StoredRecord>()
-}) {}
+export { RecordStore } from "./RecordStore.js"
 
 const contentEtag = (body: string) =>
   Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(body))).pipe(
@@ -179,9 +173,10 @@ const handled = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse,
     }
   })
 
-/** The demo's routes: records plus the realtime subscribe route. */
+/** The demo's routes: records, the realtime subscribe routes and the live page (`Page.ts`). */
 export const routes = Layer.mergeAll(
   RealtimeHttp.layer,
+  Page.routes,
   HttpLayerRouter.addAll([
     HttpLayerRouter.route("GET", recordPath, handled(getRecord)),
     HttpLayerRouter.route("PUT", recordPath, handled(putRecord)),
