@@ -442,7 +442,8 @@ describe(`hostile clients over raw sockets (${Server.runtime})`, () => {
   // or closes the connection. `benign`: once the HTTP parser is done, the
   // request is a valid subscribe to `record` (duplicate or split headers, an
   // absolute URI, …): either rejected, or a clean stream of that record, with
-  // one resync when it carries a last event id and nothing injected.
+  // one resync when it carries a last event id and nothing injected. Those in
+  // `mustStream` are valid on any parser: they must be the stream.
   type Case =
     | { readonly name: string; readonly bytes: string | Uint8Array; readonly expect: "reject" }
     | {
@@ -526,6 +527,15 @@ describe(`hostile clients over raw sockets (${Server.runtime})`, () => {
     { name: "`%2e%2e` as the id", bytes: get("/api/saacms/v1/posts/%2e%2e/subscribe"), expect: { record: ["posts", ".."], resync: false } }
   ]
 
+  const mustStream = [
+    "CR LF injected in Last-Event-ID (it ends the header)",
+    "Last-Event-ID twice",
+    "Last-Event-ID empty",
+    "Last-Event-ID of 256 characters",
+    "?lastEventId= malformed %-escape",
+    "an absolute URI"
+  ]
+
   it.live("garbage requests get 4xx or a closed connection, never a stack trace; other streams and the server carry on", () =>
     Effect.gen(function*() {
       const port = yield* serverPort
@@ -533,7 +543,7 @@ describe(`hostile clients over raw sockets (${Server.runtime})`, () => {
       const realtime = yield* Realtime.Realtime
       // A subscriber that must not notice any of this.
       const watcher = yield* subscribe(port, subscribePath("posts", "watch"))
-      const outcomes: Array<string> = []
+      const outcomes: Array<{ readonly name: string; readonly status: number | "closed" }> = []
       for (const [index, testCase] of cases.entries()) {
         yield* Effect.scoped(Effect.gen(function*() {
           const label = testCase.name
@@ -543,7 +553,7 @@ describe(`hostile clients over raw sockets (${Server.runtime})`, () => {
             c.closed || c.complete || (c.head?.status === 200 && c.hasKeepalive()), "10 seconds")
           assertNoStackTrace(client, label)
           const status = client.head?.status
-          outcomes.push(`${label}: ${status ?? "closed"}`)
+          outcomes.push({ name: label, status: status ?? "closed" })
           if (status === undefined) return assert.isTrue(client.closed, label)
           if (status !== 200 || testCase.expect === "reject") {
             assert.isTrue(status >= 400 && status < 500 || status === 505, `${label}: ${client.describe()}`)
@@ -577,8 +587,15 @@ describe(`hostile clients over raw sockets (${Server.runtime})`, () => {
           }
         }))
       }
-      // Every case got some outcome, and the watcher saw nothing of them.
-      assert.strictEqual(outcomes.length, cases.length)
+      // A benign case may be refused (parsers differ), but not all of them: these are
+      // plain valid subscribes on any HTTP/1.1 parser, and were served as streams.
+      const statusOf = new Map(outcomes.map(({ name, status }) => [name, status]))
+      assert.deepStrictEqual(
+        mustStream.map((name) => [name, statusOf.get(name)]),
+        mustStream.map((name) => [name, 200]),
+        "valid subscribes were refused"
+      )
+      // And the watcher saw nothing of them.
       assert.deepStrictEqual(afterOpening(watcher, "watcher"), [])
       yield* eventually("only the watcher left", hub.totalSubscribers, (n) => n === 1)
       const last = yield* realtime.publish({ type: "changed", slug: "posts", id: "watch", record: { ok: true }, etag: "w" })

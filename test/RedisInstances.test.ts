@@ -152,7 +152,9 @@ const changedFrame = (etag: string, record: unknown) => `event: changed\nid: ${e
 const twoHosts = (env: Record<string, string>) =>
   Effect.gen(function*() {
     const portA = yield* Server.freePort
-    const portB = yield* Server.freePort.pipe(Effect.repeat({ until: (port) => port !== portA }))
+    // The OS may hand out the port just released again: ask again, a bounded number of times.
+    const portB = yield* Server.freePort.pipe(Effect.repeat({ until: (port) => port !== portA, times: 20 }))
+    assert.notStrictEqual(portB, portA, "a second free port")
     const start = yield* Clock.currentTimeMillis
     yield* Effect.all([Server.entryPoint(portA, env), Server.entryPoint(portB, env)], { concurrency: 2 })
     const hosts = { a: `http://127.0.0.1:${portA}`, b: `http://127.0.0.1:${portB}` }
