@@ -123,7 +123,7 @@ layer(example, { timeout: 60_000, excludeTestServices: true })("examples/cloudfl
       const badKey = yield* Effect.flatMap(request("/api/saacms/v1/po:sts/3", { method: "PUT", body: "{}" }), json)
       assert.strictEqual(badKey.error, "invalid_resource_key")
       const tooLarge = yield* send("PUT", "3", JSON.stringify({ text: "x".repeat(5000) }))
-      assert.deepStrictEqual([tooLarge.status, tooLarge.etag, tooLarge.body.error], [413, null, "record_too_large"])
+      assert.deepStrictEqual([tooLarge.status, tooLarge.etag, tooLarge.body.error], [413, null, "frame_too_large"])
 
       // The first event the subscriber sees is the next good write, and it is the record's first.
       const good = yield* send("PUT", "3", "{}")

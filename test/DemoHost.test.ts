@@ -182,7 +182,7 @@ const millis = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 layer(DemoLive, { excludeTestServices: true, timeout: "30 seconds" })(
   `the demo host's entry point (${Server.runtime})`,
   (it) => {
-    it.scoped("answers 413 record_too_large on a Content-Length past the limit, before the body arrives", () =>
+    it.scoped("answers 413 frame_too_large on a Content-Length past the limit, before the body arrives", () =>
       Effect.gen(function*() {
         const path = recordPath("declared")
         assert.strictEqual((yield* request("PUT", path, "{\"v\":1}")).status, 200)
@@ -194,7 +194,7 @@ layer(DemoLive, { excludeTestServices: true, timeout: "30 seconds" })(
           const reply = connection.reply()!
           assert.strictEqual(reply.status, 413)
           assert.deepStrictEqual(JSON.parse(reply.body), {
-            error: "record_too_large",
+            error: "frame_too_large",
             message: `request body is larger than ${bodyLimit} bytes`
           })
           // The rest of the body is not wanted: the server closes rather than drain it.
@@ -243,7 +243,7 @@ layer(DemoLive, { excludeTestServices: true, timeout: "30 seconds" })(
         const reply = connection.reply()
         if (reply !== undefined) {
           assert.strictEqual(reply.status, 413)
-          assert.strictEqual(JSON.parse(reply.body).error, "record_too_large")
+          assert.strictEqual(JSON.parse(reply.body).error, "frame_too_large")
         }
         // Had the server kept reading, all 64 MiB would have gone out; the
         // socket buffers between the two take about 4 MiB here.

@@ -6,9 +6,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { Hono } from "hono"
+import * as DurableObjectHttp from "../src/DurableObject/Http.js"
 import type * as Namespace from "../src/DurableObject/Namespace.js"
 import { realtime } from "../src/index.js"
 import type { PluginDef } from "../src/index.js"
+import * as RealtimeError from "../src/RealtimeError.js"
 
 /** A binding whose objects all answer with `answer`; it records what they were asked. */
 const binding = (answer: (request: Request) => Promise<Response>) => {
@@ -110,7 +112,10 @@ describe("realtime({ binding })", () => {
     const { namespace } = binding((request) =>
       request.text().then((body) =>
         body.includes("huge")
-          ? Response.json({ error: "frame_too_large", message: "too big", bytes: 2_000_000, maxBytes: 1_048_576 }, { status: 413 })
+          // As the object answers: the error itself in `detail`, read back with its Schema.
+          ? DurableObjectHttp.refusal(new RealtimeError.FrameTooLarge({ bytes: 2_000_000, maxBytes: 1_048_576 }))
+          : body.includes("odd")
+          ? DurableObjectHttp.refusal(new RealtimeError.InvalidResourceKey({ field: "collection", reason: "odd" }))
           : new Response(null, { status: 204, headers: { "X-Saacms-Event-Id": encodeURIComponent('W/"a b"'), "X-Saacms-Event-Seq": "7" } })
       )
     )
@@ -123,6 +128,12 @@ describe("realtime({ binding })", () => {
           catch: (e) => e
         }))
         assert.deepInclude(error as object, { _tag: "FrameTooLarge", bytes: 2_000_000, maxBytes: 1_048_576 })
+        // Not rebuilt from a code: the field the object named.
+        const odd = yield* Effect.flip(Effect.tryPromise({
+          try: () => plugin.services.realtime.publish({ ...event, record: "odd" }),
+          catch: (e) => e
+        }))
+        assert.deepInclude(odd as object, { _tag: "InvalidResourceKey", field: "collection", reason: "odd" })
       }))
   })
 })

@@ -128,20 +128,26 @@ const grantsOf = (header: string | null, count: number): ReadonlyArray<Forwarded
   }
 }
 
+/**
+ * A refusal as the object answers it: `RealtimeError.toHttp`'s status and
+ * `{ error, message }`, with the error itself in `detail` (its Schema's JSON),
+ * so that the Worker gets back exactly the error the object's core failed with.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const refusal = (error: RealtimeError.RealtimeError): Response => {
+  const { message, retryAfter, status, error: code } = RealtimeError.toHttp(error)
+  return Response.json(
+    { error: code, message, detail: RealtimeError.encode(error) },
+    retryAfter === undefined ? { status } : { status, headers: { "Retry-After": String(retryAfter) } }
+  )
+}
+
 // The refusals of a subscribe, SSE or socket.
 const refusals = <R>(
   effect: Effect.Effect<Response, Realtime.SubscribeError, R>
-): Effect.Effect<Response, never, R> =>
-  Effect.catchTags(effect, {
-    InvalidLastEventId: (error) => Effect.succeed(json(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
-    InvalidTopic: (error) => Effect.succeed(json(400, "invalid_topic", error.reason)),
-    TooManySubscribers: ({ limit, scope }) =>
-      Effect.succeed(Response.json(
-        { error: "too_many_subscribers", message: `subscriber limit reached (${scope})`, limit },
-        { status: 503, headers: { "Retry-After": "5" } }
-      )),
-    Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
-  })
+): Effect.Effect<Response, never, R> => Effect.catchAll(effect, (error) => Effect.succeed(refusal(error)))
 
 /**
  * Where the object keeps the sockets it accepts: `accept` hands `socket` to
@@ -323,19 +329,11 @@ export const publish = (request: Request, name: string | undefined): Effect.Effe
       }
     })
   }).pipe(
-    Effect.catchTags({
-      UnknownException: () => Effect.succeed(json(400, "invalid_json", "the body must be a JSON record event")),
-      InvalidEvent: (error) => Effect.succeed(json(400, "invalid_event", error.reason)),
-      InvalidResourceKey: (error) => Effect.succeed(json(400, "invalid_resource_key", error.reason)),
-      FrameTooLarge: ({ bytes, maxBytes }) =>
-        Effect.succeed(Response.json({
-          error: "frame_too_large",
-          message: `the encoded frame is at least ${bytes} bytes, over ${maxBytes}`,
-          bytes,
-          maxBytes
-        }, { status: 413 })),
-      Unavailable: () => Effect.succeed(json(503, "unavailable", "retry later", { "Retry-After": "1" }))
-    })
+    Effect.catchAll((error) =>
+      Effect.succeed(
+        error._tag === "UnknownException" ? json(400, "invalid_json", "the body must be a JSON record event") : refusal(error)
+      )
+    )
   )
 
 /**

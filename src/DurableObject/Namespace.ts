@@ -140,8 +140,6 @@ const errorBody = (response: Response) =>
     )
   )
 
-const text = (value: unknown) => (typeof value === "string" ? value : "")
-
 const decodeId = (encoded: string): string => {
   try {
     return decodeURIComponent(encoded)
@@ -251,14 +249,13 @@ export const make = (binding: DurableObjectNamespaceLike, options: Options): Rea
         const id = response.headers.get(publishedHeaders.id)
         return { key, id: id === null ? "" : decodeId(id), seq: Number(response.headers.get(publishedHeaders.seq) ?? 0) }
       }
-      const error = yield* errorBody(response)
-      switch (error.error) {
-        case "invalid_event":
-          return yield* new RealtimeError.InvalidEvent({ reason: text(error.message) })
-        case "invalid_resource_key":
-          return yield* new RealtimeError.InvalidResourceKey({ field: "id", reason: text(error.message) })
-        case "frame_too_large":
-          return yield* new RealtimeError.FrameTooLarge({ bytes: Number(error.bytes ?? 0), maxBytes: Number(error.maxBytes ?? 0) })
+      // The object's core failed with this error: the same one, read back with its Schema.
+      const error = RealtimeError.decode((yield* errorBody(response)).detail)
+      switch (error?._tag) {
+        case "InvalidEvent":
+        case "InvalidResourceKey":
+        case "FrameTooLarge":
+          return yield* error
         default:
           return yield* new RealtimeError.Unavailable({ reason: `durable object ${key} answered ${response.status}` })
       }
@@ -306,12 +303,15 @@ export const make = (binding: DurableObjectNamespaceLike, options: Options): Rea
 
   const refused = (key: Event.ResourceKey, response: Response) =>
     Effect.gen(function*() {
-      const error = yield* errorBody(response)
-      return yield* error.error === "invalid_last_event_id"
-        ? new RealtimeError.InvalidLastEventId({ reason: text(error.message) })
-        : error.error === "too_many_subscribers"
-        ? new RealtimeError.TooManySubscribers({ scope: "key", limit: Number(error.limit ?? 0) })
-        : new RealtimeError.Unavailable({ reason: `durable object ${key} answered ${response.status}` })
+      const error = RealtimeError.decode((yield* errorBody(response)).detail)
+      switch (error?._tag) {
+        case "InvalidLastEventId":
+        case "InvalidTopic":
+        case "TooManySubscribers":
+          return yield* error
+        default:
+          return yield* new RealtimeError.Unavailable({ reason: `durable object ${key} answered ${response.status}` })
+      }
     })
 
   const subscribe: Realtime.Realtime["Type"]["subscribe"] = (key, lastEventId, grant) =>

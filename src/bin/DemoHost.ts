@@ -143,29 +143,30 @@ type DemoError =
 const handled = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, DemoError, R>) =>
   Effect.catchAll(effect, (error) => {
     switch (error._tag) {
-      case "InvalidResourceKey":
-        return Effect.succeed(RealtimeHttp.errorResponse(400, "invalid_resource_key", error.reason))
-      case "InvalidEvent":
-        return Effect.succeed(RealtimeHttp.errorResponse(400, "invalid_record", error.reason))
       case "UnknownException":
         return Effect.succeed(RealtimeHttp.errorResponse(400, "invalid_json", "request body is not JSON"))
-      case "FrameTooLarge":
-        return Effect.succeed(RealtimeHttp.errorResponse(413, "record_too_large", "record is larger than maxFrameBytes"))
-      // The store of history (Redis) cannot be reached: nothing was published, try again.
-      case "Unavailable":
-        return Effect.as(
-          Effect.logWarning("realtime backend unavailable", error.reason),
-          RealtimeHttp.errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
-            HttpServerResponse.setHeader("Retry-After", "1")
-          )
-        )
       // The rest of the body is not read: close the connection rather than drain it.
       case "BodyTooLarge":
         return Effect.succeed(
-          RealtimeHttp.errorResponse(413, "record_too_large", `request body is larger than ${error.limit} bytes`).pipe(
+          RealtimeHttp.errorResponse(413, "frame_too_large", `request body is larger than ${error.limit} bytes`).pipe(
             HttpServerResponse.setHeader("Connection", "close")
           )
         )
+      case "InvalidResourceKey":
+      case "InvalidEvent":
+      case "FrameTooLarge":
+      case "InvalidLastEventId":
+      case "InvalidTopic":
+      case "TooManySubscribers":
+      case "Unavailable": {
+        // The package's one mapping; an unreachable history store (Redis) is logged: nothing was published, try again.
+        const { error: code, message, retryAfter, status } = RealtimeError.toHttp(error)
+        const response = RealtimeHttp.errorResponse(status, code, message)
+        const answer = retryAfter === undefined ? response : HttpServerResponse.setHeader(response, "Retry-After", String(retryAfter))
+        return error._tag === "Unavailable"
+          ? Effect.as(Effect.logWarning("realtime backend unavailable", error.reason), answer)
+          : Effect.succeed(answer)
+      }
       default:
         return Effect.logError("demo host request failed", error).pipe(
           Effect.as(RealtimeHttp.errorResponse(500, "internal", "internal error"))

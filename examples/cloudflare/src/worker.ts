@@ -6,7 +6,7 @@
  * The example stores no records; a real host saves the record first (D1, KV,
  * R2, …) and publishes once the write has succeeded.
  */
-import { realtime } from "@saacms/realtime"
+import { realtime, RealtimeError } from "@saacms/realtime"
 import type { PluginDef, RealtimeEvent } from "@saacms/realtime"
 import { Hono } from "hono"
 import type { Context } from "hono"
@@ -34,33 +34,22 @@ const contentEtag = async (body: string): Promise<string> => {
   return `"${Array.from(digest.subarray(0, 16), (byte) => byte.toString(16).padStart(2, "0")).join("")}"`
 }
 
-// publish rejects with the library's typed errors; their `_tag` says which.
-type Failure = { readonly status: ContentfulStatusCode; readonly error: string; readonly message: string }
-const failures = new Map<string | undefined, Failure>([
-  ["InvalidEvent", { status: 400, error: "invalid_record", message: "the record cannot be published" }],
-  ["InvalidResourceKey", { status: 400, error: "invalid_resource_key", message: "invalid collection or id" }],
-  ["FrameTooLarge", { status: 413, error: "record_too_large", message: "the record is over REALTIME_MAX_FRAME_BYTES" }],
-  ["Unavailable", { status: 503, error: "unavailable", message: "realtime is unavailable; retry later" }]
-])
-
-const fieldOf = (error: unknown, field: "_tag" | "reason"): string | undefined => {
-  const value: unknown = typeof error === "object" && error !== null ? Reflect.get(error, field) : undefined
-  return typeof value === "string" ? value : undefined
-}
+// publish rejects with the library's typed errors; `RealtimeError.toHttp` is
+// how the library itself answers them over HTTP.
+const isRealtimeError = (error: unknown): error is RealtimeError.RealtimeError =>
+  RealtimeError.decode(error) !== undefined
 
 const publish = async (c: Context<App>, event: RealtimeEvent, headers: Record<string, string> = {}) => {
   try {
     const { key, id, seq } = await realtimeFor(c.env).services.realtime.publish(event)
     return c.json({ key, id, seq }, 200, headers)
   } catch (error) {
-    const failure = failures.get(fieldOf(error, "_tag"))
-    if (failure === undefined) {
+    if (!isRealtimeError(error)) {
       console.error("publish failed", error)
       return c.json({ error: "internal", message: "internal error" }, 500)
     }
-    // A 400's reason is about the client's input (which id rule it broke); others stay generic.
-    const message = failure.status === 400 ? fieldOf(error, "reason") ?? failure.message : failure.message
-    return c.json({ error: failure.error, message }, failure.status, failure.status === 503 ? { "Retry-After": "1" } : {})
+    const { error: code, message, retryAfter, status } = RealtimeError.toHttp(error)
+    return c.json({ error: code, message }, status as ContentfulStatusCode, retryAfter === undefined ? {} : { "Retry-After": String(retryAfter) })
   }
 }
 
