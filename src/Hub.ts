@@ -16,14 +16,15 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import type * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Mailbox from "./internal/mailbox.js"
 import { afterTurn } from "./internal/turn.js"
+import * as Metrics from "./Metrics.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -108,26 +109,21 @@ export interface JoinOptions {
 }
 
 /**
- * Subscribers over all records, as an Effect metric.
+ * Subscribers over all records, as an Effect metric (`Metrics.subscribers`).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const subscribersGauge = Metric.gauge("saacms_realtime_subscribers", {
-  description: "Open realtime subscriptions"
-})
+export const subscribersGauge = Metrics.subscribers
 
 /**
- * Times a subscriber fell behind its bound (it then catches up from the
- * history), and subscribers ended because their client took nothing for a
- * whole heartbeat interval while frames waited.
+ * Times a subscriber fell behind its bound, and subscribers ended as stalled
+ * (`Metrics.slowSubscribers`).
  *
  * @since 0.1.0
  * @category metrics
  */
-export const slowSubscribers = Metric.counter("saacms_realtime_slow_subscribers", {
-  description: "Subscribers that fell behind their queue bound or stalled"
-})
+export const slowSubscribers = Metrics.slowSubscribers
 
 /**
  * The bounds a hub enforces (see `RealtimeConfig.Resolved`).
@@ -158,12 +154,16 @@ export const make = (
   Effect.gen(function*() {
     const heartbeat = yield* Heartbeat.Heartbeat
     const hubScope = yield* Effect.scope
+    // The hub's own services: what its heartbeat fiber runs with, whichever
+    // subscriber's request starts it.
+    const hubContext = yield* Effect.context<Scope.Scope | Heartbeat.Heartbeat>()
     const topics = new Map<Event.ResourceKey, Topic>()
     const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
     let total = 0
 
-    // Read only for subscribers with an expiry: the hot path reads no clock.
+    // Read for subscribers with an expiry, and once per flush for the latency metric.
     const clock = yield* Effect.clock
+    const millis = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
     const expired = (subscriber: Subscriber): boolean => {
       if (subscriber.expiresAt === Infinity || subscriber.expiresAt > clock.unsafeCurrentTimeMillis()) return false
       subscriber.finish("expired")
@@ -183,8 +183,11 @@ export const make = (
       dirty = []
       dirtyBytes = 0
       let slow = 0
-      for (const topic of ready) {
+      const batches: Array<ReadonlyArray<Message>> = new Array(ready.length)
+      for (let i = 0; i < ready.length; i++) {
+        const topic = ready[i]!
         const batch = topic.batch
+        batches[i] = batch
         topic.batch = []
         if (batch.length === 1) {
           const message = batch[0]!
@@ -198,7 +201,22 @@ export const make = (
           }
         }
       }
-      if (slow > 0) slowSubscribers.unsafeUpdate(slow, [])
+      if (slow > 0) Metrics.slowSubscribers.unsafeUpdate(slow, [])
+      // Metrics, once per flush: the frames handed on (counted in plain numbers
+      // by the mailboxes), and each published frame's time from publish to here.
+      reportDelivered()
+      const now = millis()
+      for (const batch of batches) {
+        for (const message of batch) {
+          if (message.at !== undefined) Metrics.publishLatency.unsafeUpdate(now - message.at, [])
+        }
+      }
+    }
+    const reportDelivered = () => {
+      if (hooks.delivered > 0) {
+        Metrics.framesDelivered.unsafeUpdate(hooks.delivered, [])
+        hooks.delivered = 0
+      }
     }
     const enqueue = (topic: Topic, message: Message) => {
       if (topic.batch.length === 0) dirty.push(topic)
@@ -230,7 +248,7 @@ export const make = (
         }
       }
       return stalled === 0 ? Effect.void : Effect.zipRight(
-        Metric.incrementBy(slowSubscribers, stalled),
+        Effect.sync(() => Metrics.slowSubscribers.unsafeUpdate(stalled, [])),
         Effect.logDebug("subscribers took nothing for a heartbeat interval; their streams end").pipe(
           Effect.annotateLogs({ stalled })
         )
@@ -241,7 +259,9 @@ export const make = (
     let beating: Scope.CloseableScope | undefined
     const startHeartbeat = Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
       beating = scope
-      return Scope.extend(heartbeat.keep(beat), scope)
+      // Forked in the hub's context, not the subscriber's: the beat fiber
+      // keeps nothing of the request that started it (its span, its request).
+      return Effect.locally(Scope.extend(heartbeat.keep(beat), scope), FiberRef.currentContext, hubContext)
     })
     const stopHeartbeat = Effect.suspend(() => {
       const scope = beating
@@ -274,13 +294,24 @@ export const make = (
     yield* Effect.forkScoped(serve(() => requests.length > 0, (resume) => (wakeBackfill = resume), Effect.suspend(() => {
       const batch = requests
       requests = []
-      return Effect.forEach(batch, ([subscriber, afterSeq, want, generation]) =>
-        buffer.read(subscriber.key, afterSeq, want).pipe(
-          Effect.match({
-            onFailure: () => subscriber.unavailable(generation),
-            onSuccess: (read) => subscriber.fill(read, generation)
-          })
-        ), { discard: true })
+      // Reads that served frames, counted per read (not per frame), reported per batch.
+      let served = 0
+      return Effect.zipRight(
+        Effect.forEach(batch, ([subscriber, afterSeq, want, generation]) =>
+          buffer.read(subscriber.key, afterSeq, want).pipe(
+            Effect.match({
+              onFailure: () => subscriber.unavailable(generation),
+              onSuccess: (read) => {
+                if (read._tag === "Entries" && read.entries.length > 0) served++
+                subscriber.fill(read, generation)
+              }
+            })
+          ), { discard: true }),
+        Effect.sync(() => {
+          if (served > 0) Metrics.replaysServed.unsafeUpdate(served, [])
+          reportDelivered()
+        })
+      )
     })))
 
     // Mailboxes that close on their own (client gone, stalled, revoked) are
@@ -294,6 +325,8 @@ export const make = (
     })))
 
     const hooks: Mailbox.Hooks = {
+      delivered: 0,
+      resynced: () => Metrics.resyncsSent.unsafeUpdate(1, []),
       backfill,
       closed: (subscriber) => {
         closed.push(subscriber)
@@ -303,26 +336,36 @@ export const make = (
       }
     }
 
-    // Shutdown hands out what is batched, then ends every open stream cleanly.
+    // Shutdown hands out what is batched, then ends every open stream cleanly;
+    // this hub's share of the gauges goes with it.
+    let stopped = false
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         flush()
         for (const topic of topics.values()) {
           for (const subscriber of topic.subscribers) subscriber.close()
         }
+        stopped = true
+        Metrics.subscribers.unsafeModify(-total, [])
+        Metrics.activeRecords.unsafeModify(-topics.size, [])
       })
     )
 
+    // The gauges move by this hub's changes, so the hubs of a process add up.
     const count = (delta: number) =>
       Effect.sync(() => {
         total += delta
-        subscribersGauge.unsafeUpdate(total, [])
+        if (!stopped) Metrics.subscribers.unsafeModify(delta, [])
       })
+    const topicsChanged = (delta: number) => {
+      if (!stopped) Metrics.activeRecords.unsafeModify(delta, [])
+    }
 
     // What the record's live source tells its subscribers (frames published
     // elsewhere, a lost history, a reconnect).
     const liveOf = (topic: Topic): ReplayBuffer.Live => ({
-      publish: (seq, frame) => enqueue(topic, { seq, frame }),
+      // Timed from its arrival here (it was published elsewhere, or came back from the backend).
+      publish: (seq, frame) => enqueue(topic, { seq, frame, at: millis() }),
       reset: (newestId, seq) => {
         for (const subscriber of topic.subscribers) subscriber.reset(newestId, seq)
       },
@@ -349,13 +392,18 @@ export const make = (
         const pending = Deferred.unsafeMake<void, RealtimeError.Unavailable>(FiberId.none)
         const topic: Topic = { subscribers: new Set([subscriber]), pending, batch: [] }
         topics.set(key, topic)
+        topicsChanged(1)
         return Effect.zipRight(
           joined,
           Effect.flatMap(Effect.exit(buffer.retain(key, liveOf(topic))), (exit) => {
             topic.pending = undefined
             if (exit._tag === "Success") return Deferred.done(pending, exit)
-            // The source could not start: every subscriber that waited for it is refused.
-            topics.delete(key)
+            // The source could not start: every subscriber that waited for it is refused
+            // (the key may have a newer topic already, if they all left meanwhile).
+            if (topics.get(key) === topic) {
+              topics.delete(key)
+              topicsChanged(-1)
+            }
             const refused = topic.subscribers
             return Effect.zipRight(
               Effect.all([
@@ -379,6 +427,7 @@ export const make = (
         const left = Effect.zipRight(count(-1), subscriber.heartbeat ? beatsFor(-1) : Effect.void)
         if (topic.subscribers.size > 0) return left
         topics.delete(key)
+        topicsChanged(-1)
         return Effect.all([
           left,
           // A source still starting is released once it has.

@@ -13,12 +13,15 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
 import * as Mailbox from "./internal/mailbox.js"
 import * as Mux from "./internal/multiplex.js"
+import * as Tracing from "./internal/tracing.js"
+import * as Metrics from "./Metrics.js"
 import * as Multiplex from "./Multiplex.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
@@ -208,16 +211,25 @@ export const make: Effect.Effect<
     return Either.map(Frame.encode(event, id, config.maxFrameBytes), (frame) => ({ event, key, id, frame }))
   }
 
-  const publish: Realtime["Type"]["publish"] = (input) =>
-    Effect.clockWith((clock): Effect.Effect<Published, PublishError> => {
-      const prepared = prepare(input, clock.unsafeCurrentTimeMillis())
+  // The service's clock (the hub's too): when an event was accepted, in ms
+  // with sub-ms precision, for the publish-to-write latency.
+  const clock = yield* Effect.clock
+  const acceptedAt = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+
+  const publishIn = (input: typeof Event.RealtimeEvent.Encoded, span: Tracer.Span) =>
+    Effect.clockWith((fiberClock): Effect.Effect<Published, PublishError> => {
+      const at = acceptedAt()
+      const prepared = prepare(input, fiberClock.unsafeCurrentTimeMillis())
       if (prepared._tag === "Left") return Effect.fail(prepared.left)
       const { event, frame, id, key } = prepared.right
+      span.attribute("saacms.realtime.key", key)
       return Effect.flatMap(buffer.append(key, { id, frame }), (entry) => {
+        Metrics.framesPublished.unsafeUpdate(1, [])
+        span.attribute("saacms.realtime.seq", entry.seq)
         const published: Published = { key, id, seq: entry.seq }
         // Over Redis the record's channel brings it here too, in order with
         // other instances' publishes: handing it over now would only make gaps.
-        const handed = buffer.liveFromSource ? Effect.void : hub.publish(key, { seq: entry.seq, frame, event })
+        const handed = buffer.liveFromSource ? Effect.void : hub.publish(key, { seq: entry.seq, frame, event, at })
         if (!collections) return Effect.as(handed, published)
         // Then the collection's history, after the record's: one record's
         // events reach it in the order the record's history has them.
@@ -227,24 +239,35 @@ export const make: Effect.Effect<
           Effect.zipRight(
             handed,
             Effect.flatMap(buffer.append(collection, { id, frame: entryFrame }), (entry) =>
-              buffer.liveFromSource ? Effect.void : hub.publish(collection, { seq: entry.seq, frame: entryFrame, event }))
+              buffer.liveFromSource ? Effect.void : hub.publish(collection, { seq: entry.seq, frame: entryFrame, event, at }))
           ),
           published
         )
       })
     })
+  // One span per publish (none per frame, none per subscriber); a light one:
+  // publish is a hot path, and nothing inside it opens spans of its own.
+  const publish: Realtime["Type"]["publish"] = (input) =>
+    Tracing.light("saacms.realtime.publish", (span) => publishIn(input, span))
 
-  const clock = yield* Effect.clock
   const append = buffer.liveFromSource ? undefined : buffer.unsafeAppend
+  // No fiber, so no span: only the metrics.
   const unsafePublish: Realtime["Type"]["unsafePublish"] = append === undefined ? undefined : (input) => {
+    const at = acceptedAt()
     const now = clock.unsafeCurrentTimeMillis()
     return Either.map(prepare(input, now), ({ event, frame, id, key }) => {
       const { seq } = append(key, { id, frame }, now)
-      hub.unsafePublish(key, { seq, frame, event })
+      Metrics.framesPublished.unsafeUpdate(1, [])
+      hub.unsafePublish(key, { seq, frame, event, at })
       if (collections) {
         const collection = Event.collectionKey(event.slug)
         const entryFrame = Frame.collectionEntry(frame, event.slug, event.id)!
-        hub.unsafePublish(collection, { seq: append(collection, { id, frame: entryFrame }, now).seq, frame: entryFrame, event })
+        hub.unsafePublish(collection, {
+          seq: append(collection, { id, frame: entryFrame }, now).seq,
+          frame: entryFrame,
+          event,
+          at
+        })
       }
       return { key, id, seq }
     })
@@ -269,7 +292,10 @@ export const make: Effect.Effect<
     return Effect.zipWith(buffer.since(key, last), opening ? retryFrame : noRetry, (since, retry) => {
       const frames = opening ? [Frame.keepalive] : []
       if (retry !== undefined) frames.push(retry)
-      if (since._tag === "Resync") frames.push(Frame.resync(since.newestId))
+      if (since._tag === "Resync") {
+        frames.push(Frame.resync(since.newestId))
+        Metrics.resyncsSent.unsafeUpdate(1, [])
+      }
       // The opening is this subscriber's own (its retry hint is drawn for it): one chunk.
       const from = since._tag === "Resync" ? since.lastSeq : since.fromSeq
       subscriber.begin(from, since.lastSeq, frames.length === 0 ? undefined : Frame.concat(frames))
@@ -328,6 +354,13 @@ export const make: Effect.Effect<
   const openMany: Realtime["Type"]["openMany"] = (requests, cursor) =>
     Effect.suspend((): Effect.Effect<Subscriber, SubscribeError> => {
       const topics = requests.map((request) => request.topic)
+      // Without its history a collection topic would have no sequence to follow.
+      const collection = collections ? undefined : topics.find((topic) => topic.id === undefined)
+      if (collection !== undefined) {
+        return Effect.fail(
+          new RealtimeError.InvalidTopic({ reason: `${collection.topic}: collection topics need collectionHistory` })
+        )
+      }
       const hash = Multiplex.listHash(topics)
       const positions = cursor === undefined ? Either.right(undefined) : Multiplex.decodeCursor(cursor, hash, topics.length)
       if (positions._tag === "Left") return Effect.fail(positions.left)
@@ -372,7 +405,10 @@ export const make: Effect.Effect<
           const at = located[n]!
           const subscriber = slots[i]!.mailbox
           if (subscriber === undefined) return
-          if (at.status === "resync") stream.write(stream.resync(subscriber, at.newestId, at.head))
+          if (at.status === "resync") {
+            stream.write(stream.resync(subscriber, at.newestId, at.head))
+            Metrics.resyncsSent.unsafeUpdate(1, [])
+          }
           subscriber.begin(at.from, at.head, undefined)
         })
         if (allowed.length === 0) stream.close()

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as Access from "./Access.js"
 import * as Cors from "./Cors.js"
 import * as Event from "./Event.js"
@@ -21,6 +22,8 @@ import * as Frame from "./Frame.js"
 import * as Mailbox from "./internal/mailbox.js"
 import * as Mux from "./internal/multiplex.js"
 import { NodeBody } from "./internal/nodeBody.js"
+import * as Tracing from "./internal/tracing.js"
+import * as Metrics from "./Metrics.js"
 import * as Multiplex from "./Multiplex.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
@@ -139,8 +142,10 @@ const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
  * Answer one subscribe request: validate the key and the last event id (400
  * with a JSON body otherwise), ask `Access` (401/403 otherwise), then stream
  * the record until the grant ends. Nothing is registered unless the stream
- * opens; every refusal is logged with the key and the request id, and no
- * internal detail reaches the client.
+ * opens; every refusal is logged with the key and the request id, counted
+ * (`Metrics.refusals`), and no internal detail reaches the client. Traced as
+ * one span, `saacms.realtime.subscribe`, ended when the response is ready
+ * (the stream itself is not traced).
  *
  * @since 0.1.0
  * @category handlers
@@ -165,25 +170,48 @@ export const respond = (
   params: PathParams["Type"],
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
-  Effect.flatMap(Cors.Cors, (options) => {
-    const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
-    // Refusals are logged with the record and the request id; an accepted
-    // subscribe logs nothing and draws no id.
-    const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.annotateLogs(effect, { requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
-    const opened = open(params, request, cors, log)
-    return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
-  })
+  traced("saacms.realtime.subscribe", (span) =>
+    Effect.flatMap(Cors.Cors, (options) => {
+      const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
+      // Refusals are logged with the record and the request id; an accepted
+      // subscribe logs nothing and draws no id.
+      const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.annotateLogs(effect, { requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
+      const opened = open(params, request, cors, log, span)
+      return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
+    }))
+
+// One span around answering a subscribe request (the parent of what
+// `authorize` traces), with the response's status; it ends when the response
+// is ready, so an open stream keeps nothing of it.
+const traced = <R>(
+  name: string,
+  answer: (span: Tracer.Span) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>
+) =>
+  Tracing.traced(name, (span) =>
+    Effect.map(answer(span), (response) => {
+      span.attribute("saacms.realtime.status", response.status)
+      return response
+    }))
+
+// A refusal: counted by its reason, and named on the request's span.
+const refused = (span: Tracer.Span, reason: Metrics.RefusalReason) => {
+  Metrics.refused(reason)
+  span.attribute("saacms.realtime.refusal", reason)
+}
 
 const open = (
   params: PathParams["Type"],
   request: HttpServerRequest.HttpServerRequest,
   cors: Record<string, string>,
-  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  span: Tracer.Span
 ) =>
   Effect.gen(function*() {
     const key = yield* Event.resourceKey(params.collection, params.id)
+    span.attribute("saacms.realtime.key", key)
     const raw = lastEventId(request)
+    span.attribute("saacms.realtime.resume", raw !== undefined)
     const last = raw === undefined ? undefined : yield* Event.decodeLastEventId(raw)
     const access = yield* Access.Access
     const authorize = access.authorize
@@ -199,14 +227,17 @@ const open = (
       cookies: request.cookies
     }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))))
     if (decision._tag === "Deny") {
+      const code = decision.status === 401 ? "unauthorized" : "forbidden"
+      refused(span, code)
       yield* log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ key, status: decision.status })))
       return errorResponse(
         decision.status,
-        decision.status === 401 ? "unauthorized" : "forbidden",
+        code,
         decision.reason ?? (decision.status === 401 ? "authentication required" : "access denied")
       )
     }
     if (decision.expiresAt !== undefined && decision.expiresAt <= (yield* Clock.currentTimeMillis)) {
+      refused(span, "unauthorized")
       return errorResponse(401, "unauthorized", "the grant has expired")
     }
     const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
@@ -215,7 +246,7 @@ const open = (
     const realtime = yield* Realtime.Realtime
     // Opened before the response starts, so a refusal is a status, not a cut stream.
     return yield* streamResponse(yield* realtime.open(key, last, grant), request, options)
-  }).pipe(refusals(log))
+  }).pipe(refusals(log, span))
 
 // What a subscription may see: the grant's expiry, and the recheck of each
 // event (of the record `keyOf` names for it).
@@ -265,24 +296,29 @@ const streamResponse = (
 export const respondMany = (
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
-  Effect.flatMap(Cors.Cors, (options) => {
-    const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
-    const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.annotateLogs(effect, { requestId: requestIdOf(request), route: multiplexPath })
-    const opened = openMany(request, cors, log)
-    return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
-  })
+  traced("saacms.realtime.subscribe_many", (span) =>
+    Effect.flatMap(Cors.Cors, (options) => {
+      const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
+      const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.annotateLogs(effect, { requestId: requestIdOf(request), route: multiplexPath })
+      const opened = openMany(request, cors, log, span)
+      return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
+    }))
 
 const openMany = (
   request: HttpServerRequest.HttpServerRequest,
   cors: Record<string, string>,
-  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  span: Tracer.Span
 ) =>
   Effect.gen(function*() {
     const config = yield* RealtimeConfig.RealtimeConfig
     const url = new URL(request.url, "http://localhost")
-    const topics = yield* Multiplex.parseTopics(url.searchParams.getAll("topic"), config.maxTopics)
+    const given = url.searchParams.getAll("topic")
+    span.attribute("saacms.realtime.topics", given.length)
+    const topics = yield* Multiplex.parseTopics(given, config.maxTopics)
     const cursor = lastEventId(request)
+    span.attribute("saacms.realtime.resume", cursor !== undefined)
     // Refused before anyone is asked.
     if (cursor !== undefined) yield* Multiplex.decodeCursor(cursor, Multiplex.listHash(topics), topics.length)
     const access = yield* Access.Access
@@ -321,20 +357,23 @@ const openMany = (
       }
     })
     const denied = requests.filter((request) => request.denied !== undefined)
+    if (denied.length > 0) span.attribute("saacms.realtime.denied", denied.length)
     if (denied.length === requests.length) {
       const first = denied[0]!.denied!
+      const code = first.status === 401 ? "unauthorized" : "forbidden"
+      refused(span, code)
       yield* log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ status: first.status })))
-      return errorResponse(first.status, first.status === 401 ? "unauthorized" : "forbidden", first.reason)
+      return errorResponse(first.status, code, first.reason)
     }
     const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
     if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
     const realtime = yield* Realtime.Realtime
     return yield* streamResponse(yield* realtime.openMany(requests, cursor), request, options)
-  }).pipe(refusals(log))
+  }).pipe(refusals(log, span))
 
 const denialReason = (status: number) => status === 401 ? "authentication required" : "access denied"
 
-const refusals = (log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+const refusals = (log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>, span: Tracer.Span) =>
 <R>(
   effect: Effect.Effect<
     HttpServerResponse.HttpServerResponse,
@@ -349,27 +388,34 @@ const refusals = (log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effec
 ) =>
   effect.pipe(
     Effect.catchTags({
-      InvalidResourceKey: (error) => log(refuse(400, "invalid_resource_key", error.reason)),
-      InvalidLastEventId: (error) => log(refuse(400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
+      InvalidResourceKey: (error) => log(refuse(span, 400, "invalid_resource_key", error.reason)),
+      InvalidLastEventId: (error) => log(refuse(span, 400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
       InvalidTopic: (error) =>
-        log(refuse(400, error.limit === undefined ? "invalid_topic" : "too_many_topics", error.reason)),
-      AuthorizeFailed: () => Effect.succeed(errorResponse(500, "internal", "internal error")),
-      TooManySubscribers: (error) =>
-        Effect.flatMap(retryAfter, (seconds) =>
+        log(refuse(span, 400, error.limit === undefined ? "invalid_topic" : "too_many_topics", error.reason)),
+      AuthorizeFailed: () => {
+        refused(span, "internal")
+        return Effect.succeed(errorResponse(500, "internal", "internal error"))
+      },
+      TooManySubscribers: (error) => {
+        refused(span, "too_many_subscribers")
+        return Effect.flatMap(retryAfter, (seconds) =>
           Effect.as(
             log(Effect.logWarning("subscriber limit reached").pipe(Effect.annotateLogs({ scope: error.scope, limit: error.limit }))),
             errorResponse(503, "too_many_subscribers", `subscriber limit reached (${error.scope}); retry later`).pipe(
               HttpServerResponse.setHeader("Retry-After", String(seconds))
             )
-          )),
+          ))
+      },
       // The reason stays in the log: it may name internals the client has no business seeing.
-      Unavailable: (error) =>
-        Effect.as(
+      Unavailable: (error) => {
+        refused(span, "unavailable")
+        return Effect.as(
           log(Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason))),
           errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
             HttpServerResponse.setHeader("Retry-After", "1")
           )
         )
+      }
     })
   )
 
@@ -391,11 +437,13 @@ const isNodeRequest = (source: unknown): boolean =>
 
 class AuthorizeFailed extends Data.TaggedError("AuthorizeFailed") {}
 
-const refuse = (status: number, error: string, message: string) =>
-  Effect.as(
+const refuse = (span: Tracer.Span, status: number, error: Metrics.RefusalReason, message: string) => {
+  refused(span, error)
+  return Effect.as(
     Effect.logInfo("subscribe refused").pipe(Effect.annotateLogs({ status, error })),
     errorResponse(status, error, message)
   )
+}
 
 // Seconds before a refused client should come back: the retry hint, jittered the same way.
 const retryAfter = Effect.gen(function*() {

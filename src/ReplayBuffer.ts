@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import type * as Event from "./Event.js"
 import type * as History from "./internal/history.js"
 import { MemoryStore } from "./internal/memoryStore.js"
+import * as Metrics from "./Metrics.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import type * as RealtimeError from "./RealtimeError.js"
 
@@ -177,8 +178,9 @@ export interface Driver {
  * @category constructors
  */
 export const make = (driver: Driver): ReplayBuffer["Type"] => {
-  const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>) =>
-    Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
+  // Every call the backend fails with `Unavailable` is counted (`Metrics.backendFailures`).
+  const withNow = <A>(f: (now: number) => Effect.Effect<A, RealtimeError.Unavailable>) =>
+    counted(Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis())))
   const unsafeAppend = driver.unsafeAppend
   return ReplayBuffer.of({
     append: (key, { frame, id }) => withNow((now) => driver.append(key, id, frame, now)),
@@ -196,7 +198,7 @@ export const make = (driver: Driver): ReplayBuffer["Type"] => {
         Effect.map(driver.read(key, afterSeq, limits, now), (read): Read =>
           read._tag === "Gone" && read.newestId === "" ? { ...read, newestId: new Date(now).toISOString() } : read)
       ),
-    retain: driver.retain,
+    retain: (key, live) => counted(driver.retain(key, live)),
     release: driver.release,
     size: (key) => withNow((now) => driver.size(key, now)),
     stats: driver.stats,
@@ -204,6 +206,9 @@ export const make = (driver: Driver): ReplayBuffer["Type"] => {
     unsafeAppend: unsafeAppend === undefined ? undefined : (key, { frame, id }, now) => unsafeAppend(key, id, frame, now)
   })
 }
+
+const failed = Effect.sync(() => Metrics.backendFailures.unsafeUpdate(1, []))
+const counted = <A>(effect: Effect.Effect<A, RealtimeError.Unavailable>) => Effect.tapError(effect, () => failed)
 
 /**
  * The in-memory driver over a `MemoryStore` (see `layerMemory`).

@@ -19,6 +19,8 @@ export * as Heartbeat from "./Heartbeat.js"
 /** @since 0.1.0 */
 export * as Hub from "./Hub.js"
 /** @since 0.1.0 */
+export * as Metrics from "./Metrics.js"
+/** @since 0.1.0 */
 export * as Plugin from "./Plugin.js"
 /** @since 0.1.0 */
 export * as Realtime from "./Realtime.js"

@@ -299,6 +299,18 @@ describe("Realtime.openMany", () => {
       assert.isAtLeast(resumed, 1)
     }).pipe(Effect.provide(memory())))
 
+  it.scoped("without collectionHistory, a collection topic is refused with InvalidTopic and nothing is registered", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const refused = yield* Effect.flip(realtime.openMany(requests("a/1", "a/*")))
+      assert.strictEqual(refused._tag, "InvalidTopic")
+      assert.strictEqual(yield* Effect.flatMap(Hub.Hub, (hub) => hub.totalSubscribers), 0)
+      // Record topics still stream.
+      const stream = yield* collect(yield* realtime.openMany(requests("a/1")))
+      yield* publish("a", "1", "a1")
+      yield* until(() => recordEvents(stream.events()).length === 1, "a1")
+    }).pipe(Effect.provide(memory({ collectionHistory: false }))))
+
   it.scoped("each topic's access: denied topics get their own frame, an expired grant revokes only its topic", () =>
     Effect.gen(function*() {
       const realtime = yield* Realtime.Realtime

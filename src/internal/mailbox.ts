@@ -25,6 +25,11 @@ export interface Message {
   readonly frame: Uint8Array
   /** The record event the frame encodes, for access re-checks (absent for `:keepalive`). */
   readonly event?: unknown
+  /**
+   * When it was published (ms on the hub's `Clock`, from `unsafeCurrentTimeNanos`),
+   * for the publish-to-write latency; a message without it is not timed.
+   */
+  readonly at?: number
 }
 
 /**
@@ -75,6 +80,14 @@ export class Run {
 
 /** What the hub does for its mailboxes; one object shared by all of them. */
 export interface Hooks {
+  /**
+   * Record frames handed on (live or replayed) since the hub last took the
+   * count: plain arithmetic in the fan-out, reported as a metric once per
+   * flush or batch of history reads.
+   */
+  delivered: number
+  /** A `saacms-resync` frame was written. */
+  readonly resynced: () => void
   /**
    * Read the history after `afterSeq` for `mailbox`; the answer comes back
    * through `fill` (or `unavailable`), at most one at a time.
@@ -202,6 +215,7 @@ export class Mailbox {
     }
     this.lastSeq = run.last
     this.write(this.framing === undefined ? run.chunk : this.framing.records(this, run.messages), run.messages.length)
+    this.hooks.delivered += run.messages.length
     return true
   }
 
@@ -238,6 +252,7 @@ export class Mailbox {
     }
     this.lastSeq = seq
     this.write(this.framing === undefined ? message.frame : this.framing.records(this, [message]))
+    this.hooks.delivered++
     return true
   }
 
@@ -256,6 +271,7 @@ export class Mailbox {
     this.fetching = false
     this.waitEmpty = false
     this.write(this.framing === undefined ? Frame.resync(newestId) : this.framing.resync(this, newestId, seq))
+    this.hooks.resynced()
     this.lastSeq = seq
     this.liveHigh = seq
     this.state = "live"
@@ -282,22 +298,27 @@ export class Mailbox {
       this.write(
         this.framing === undefined ? Frame.resync(read.newestId) : this.framing.resync(this, read.newestId, read.lastSeq)
       )
+      this.hooks.resynced()
       this.lastSeq = read.lastSeq
       wrote = true
     } else {
+      let written = 0
       for (const entry of read.entries) {
         if (this.closed) break
         if (entry.seq <= this.lastSeq) continue
         if (entry.seq !== this.lastSeq + 1 || !this.room(entry.frame.byteLength)) break
         if (this.canSee !== undefined && !this.canSee(undefined, entry.frame)) {
+          this.hooks.delivered += written
           this.fetching = false
           this.finish("forbidden")
           return
         }
         this.lastSeq = entry.seq
         this.write(this.framing === undefined ? entry.frame : this.framing.records(this, [entry]))
-        wrote = true
+        written++
       }
+      this.hooks.delivered += written
+      wrote = written > 0
     }
     this.fetching = false
     if (this.closed) return
