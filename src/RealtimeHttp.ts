@@ -27,7 +27,7 @@ import * as Metrics from "./Metrics.js"
 import * as Multiplex from "./Multiplex.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
-import type * as RealtimeError from "./RealtimeError.js"
+import * as RealtimeError from "./RealtimeError.js"
 
 /**
  * The route, in the form the reference's plugin uses as its `routes` key.
@@ -387,34 +387,33 @@ const refusals = (log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effec
   >
 ) =>
   effect.pipe(
-    Effect.catchTags({
-      InvalidResourceKey: (error) => log(refuse(span, 400, "invalid_resource_key", error.reason)),
-      InvalidLastEventId: (error) => log(refuse(span, 400, "invalid_last_event_id", `Last-Event-ID ${error.reason}`)),
-      InvalidTopic: (error) =>
-        log(refuse(span, 400, error.limit === undefined ? "invalid_topic" : "too_many_topics", error.reason)),
-      AuthorizeFailed: () => {
+    Effect.catchAll((error) => {
+      if (error._tag === "AuthorizeFailed") {
         refused(span, "internal")
         return Effect.succeed(errorResponse(500, "internal", "internal error"))
-      },
-      TooManySubscribers: (error) => {
-        refused(span, "too_many_subscribers")
-        return Effect.flatMap(retryAfter, (seconds) =>
-          Effect.as(
-            log(Effect.logWarning("subscriber limit reached").pipe(Effect.annotateLogs({ scope: error.scope, limit: error.limit }))),
-            errorResponse(503, "too_many_subscribers", `subscriber limit reached (${error.scope}); retry later`).pipe(
-              HttpServerResponse.setHeader("Retry-After", String(seconds))
-            )
-          ))
-      },
-      // The reason stays in the log: it may name internals the client has no business seeing.
-      Unavailable: (error) => {
-        refused(span, "unavailable")
-        return Effect.as(
-          log(Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason))),
-          errorResponse(503, "unavailable", "the realtime backend is unavailable; retry later").pipe(
-            HttpServerResponse.setHeader("Retry-After", "1")
+      }
+      // The package's one mapping (`RealtimeError.toHttp`); here the logs and the retry hint.
+      const answer = RealtimeError.toHttp(error)
+      refused(span, answer.error as Metrics.RefusalReason)
+      const response = errorResponse(answer.status, answer.error, answer.message)
+      switch (error._tag) {
+        case "TooManySubscribers":
+          return Effect.flatMap(retryAfter, (seconds) =>
+            Effect.as(
+              log(Effect.logWarning("subscriber limit reached").pipe(Effect.annotateLogs({ scope: error.scope, limit: error.limit }))),
+              HttpServerResponse.setHeader(response, "Retry-After", String(seconds))
+            ))
+        // The reason stays in the log: it may name internals the client has no business seeing.
+        case "Unavailable":
+          return Effect.as(
+            log(Effect.logWarning("realtime backend unavailable").pipe(Effect.annotateLogs("reason", error.reason))),
+            HttpServerResponse.setHeader(response, "Retry-After", String(answer.retryAfter ?? 1))
           )
-        )
+        default:
+          return Effect.as(
+            log(Effect.logInfo("subscribe refused").pipe(Effect.annotateLogs({ status: answer.status, error: answer.error }))),
+            response
+          )
       }
     })
   )
@@ -436,14 +435,6 @@ const isNodeRequest = (source: unknown): boolean =>
   typeof source === "object" && source !== null && typeof (source as { pipe?: unknown }).pipe === "function"
 
 class AuthorizeFailed extends Data.TaggedError("AuthorizeFailed") {}
-
-const refuse = (span: Tracer.Span, status: number, error: Metrics.RefusalReason, message: string) => {
-  refused(span, error)
-  return Effect.as(
-    Effect.logInfo("subscribe refused").pipe(Effect.annotateLogs({ status, error })),
-    errorResponse(status, error, message)
-  )
-}
 
 // Seconds before a refused client should come back: the retry hint, jittered the same way.
 const retryAfter = Effect.gen(function*() {

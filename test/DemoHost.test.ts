@@ -204,6 +204,19 @@ layer(DemoLive, { excludeTestServices: true, timeout: "30 seconds" })(
         assert.deepStrictEqual(yield* current(path), [200, "{\"v\":1}"])
       }))
 
+    it.scoped("serves GET /metrics in the Prometheus text format, counting what it published", () =>
+      Effect.gen(function*() {
+        const published = (body: string) =>
+          Number(/^saacms_realtime_frames_published_total (\d+)$/m.exec(body)?.[1] ?? Number.NaN)
+        const before = yield* request("GET", "/metrics")
+        assert.strictEqual(before.status, 200)
+        assert.match(before.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/)
+        assert.strictEqual((yield* request("PUT", recordPath("metered"), "{\"v\":1}")).status, 200)
+        const after = yield* request("GET", "/metrics")
+        assert.match(after.body, /^# TYPE saacms_realtime_frames_published_total counter$/m)
+        assert.strictEqual(published(after.body), (Number.isNaN(published(before.body)) ? 0 : published(before.body)) + 1)
+      }))
+
     it.scoped("takes a body of exactly the limit (padding and all), stored as canonical JSON", () =>
       Effect.gen(function*() {
         const path = recordPath("padded")

@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
+import * as Metrics from "../Metrics.js"
 import * as Realtime from "../Realtime.js"
 import * as RealtimeConfig from "../RealtimeConfig.js"
 import * as RealtimeError from "../RealtimeError.js"
@@ -174,10 +175,11 @@ const handled = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse,
     }
   })
 
-/** The demo's routes: records, the realtime subscribe routes and the live page (`Page.ts`). */
+/** The demo's routes: records, the realtime subscribe routes, the live page (`Page.ts`) and `GET /metrics`. */
 export const routes = Layer.mergeAll(
   RealtimeHttp.layer,
   Page.routes,
+  Metrics.layerHttp,
   HttpLayerRouter.addAll([
     HttpLayerRouter.route("GET", recordPath, handled(getRecord)),
     HttpLayerRouter.route("PUT", recordPath, handled(putRecord)),
