@@ -347,29 +347,39 @@ export const check = (id: string): number => {
 const json = JSON.stringify
 
 /**
- * The entry a record event adds to its collection's history, built from the
- * record's frame: the same event and id, with `data` naming the record,
- * `{"collection","id","etag","record"}` (`{"collection","id"}` for `deleted`).
- * `undefined` for a frame that is not a record event.
+ * The entry a record event adds to its collection's history: the same event
+ * and id, with `data` naming the topic and the record,
+ * `{"topic","collection","id","etag","record"}` (`{"topic","collection","id"}`
+ * for `deleted`; `topic` is `collection/*`). `frame` is the event's own frame
+ * (`encode(event, eventId)`): the record's JSON is copied from it as bytes,
+ * not decoded and encoded again.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const collectionEntry = (frame: Uint8Array, collection: string, id: string): Uint8Array | undefined => {
-  const match = recordFrame.exec(decoder.decode(frame))
-  if (match === null) return undefined
-  const [, type, eventId, data] = match as unknown as [string, string, string, string]
-  return encoder.encode(
-    `event: ${type}\nid: ${eventId}\ndata: ${named(type, `${collection}/*`, collection, id, eventId, data)}\n\n`
-  )
+export const collectionEntry = (event: Event.RealtimeEvent, eventId: string, frame: Uint8Array): Uint8Array => {
+  const head = `event: ${event.type}\nid: ${eventId}\ndata: `
+  const topic = `${event.slug}/*`
+  if (event.type === "deleted") return encoder.encode(`${head}${namedDeleted(topic, event.slug, event.id)}\n\n`)
+  const before = encoder.encode(`${head}${namedBefore(topic, event.slug, event.id, eventId)}`)
+  // The record's JSON: the frame between its head and the closing blank line.
+  const record = frame.subarray(utf8Length(head), frame.byteLength - 2)
+  const entry = new Uint8Array(before.byteLength + record.byteLength + namedAfter.byteLength)
+  entry.set(before)
+  entry.set(record, before.byteLength)
+  entry.set(namedAfter, before.byteLength + record.byteLength)
+  return entry
 }
 
 // `data` of a multiplexed frame: the topic it is for (a record's, or its
 // collection's), the record, its etag and the record's body.
+const namedDeleted = (topic: string, collection: string, id: string): string =>
+  `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)}}`
+const namedBefore = (topic: string, collection: string, id: string, eventId: string): string =>
+  `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)},"etag":${json(eventId)},"record":`
+const namedAfter = encoder.encode("}\n\n")
 const named = (type: string, topic: string, collection: string, id: string, eventId: string, data: string): string =>
-  type === "deleted"
-    ? `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)}}`
-    : `{"topic":${json(topic)},"collection":${json(collection)},"id":${json(id)},"etag":${json(eventId)},"record":${data}}`
+  type === "deleted" ? namedDeleted(topic, collection, id) : `${namedBefore(topic, collection, id, eventId)}${data}}`
 
 // Bodies of recent frames, in two generations of `bodiesPerGeneration`: a
 // burst's frames are built once for all the streams they reach, and an older

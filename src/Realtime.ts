@@ -234,7 +234,7 @@ export const make: Effect.Effect<
         // Then the collection's history, after the record's: one record's
         // events reach it in the order the record's history has them.
         const collection = Event.collectionKey(event.slug)
-        const entryFrame = Frame.collectionEntry(frame, event.slug, event.id)!
+        const entryFrame = Frame.collectionEntry(event, id, frame)
         return Effect.as(
           Effect.zipRight(
             handed,
@@ -261,7 +261,7 @@ export const make: Effect.Effect<
       hub.unsafePublish(key, { seq, frame, event, at })
       if (collections) {
         const collection = Event.collectionKey(event.slug)
-        const entryFrame = Frame.collectionEntry(frame, event.slug, event.id)!
+        const entryFrame = Frame.collectionEntry(event, id, frame)
         hub.unsafePublish(collection, {
           seq: append(collection, { id, frame: entryFrame }, now).seq,
           frame: entryFrame,

@@ -137,6 +137,27 @@ describe("Multiplex.cursor", () => {
   })
 })
 
+describe("Frame.collectionEntry", () => {
+  it("names the record around its frame's JSON, byte for byte, whatever the record and etag hold", () => {
+    fc.assert(fc.property(
+      fc.jsonValue(),
+      fc.string({ unit: "grapheme", maxLength: 40 }).filter((etag) => etag !== "" && !/[\r\n\0]/.test(etag)),
+      fc.constantFrom("snapshot", "changed", "deleted") as fc.Arbitrary<"snapshot" | "changed" | "deleted">,
+      (record, etag, type) => {
+        const event = type === "deleted"
+          ? { type, slug: "posts", id: "ü-1" }
+          : { type, slug: "posts", id: "ü-1", record, etag }
+        const frame = Either.getOrThrow(Frame.encode(event as never, etag))
+        const entry = new TextDecoder().decode(Frame.collectionEntry(event as never, etag, frame))
+        const data = type === "deleted"
+          ? { topic: "posts/*", collection: "posts", id: "ü-1" }
+          : { topic: "posts/*", collection: "posts", id: "ü-1", etag, record }
+        assert.strictEqual(entry, `event: ${type}\nid: ${etag}\ndata: ${JSON.stringify(data)}\n\n`)
+      }
+    ))
+  })
+})
+
 describe("Multiplex.parseTopics", () => {
   it("reads records and collections, drops repeats, sorts, and refuses the rest", () => {
     const topics = topicsOf("posts/2", "pages/*", "posts/2", "posts/1")
