@@ -7,6 +7,7 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -171,15 +172,25 @@ export const respond = (
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
   traced("saacms.realtime.subscribe", (span) =>
-    Effect.flatMap(Cors.Cors, (options) => {
-      const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
+    withCors(request, (cors) => {
       // Refusals are logged with the record and the request id; an accepted
       // subscribe logs nothing and draws no id.
       const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.annotateLogs(effect, { requestId: requestIdOf(request), collection: params.collection ?? "", id: params.id ?? "" })
-      const opened = open(params, request, cors, log, span)
-      return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
+      return open(params, request, cors, log, span)
     }))
+
+// What `answer` answers, with the CORS headers for the request's origin
+// (none, and no copies, when CORS is off).
+const withCors = <R>(
+  request: HttpServerRequest.HttpServerRequest,
+  answer: (cors: Record<string, string>) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>
+) =>
+  Effect.flatMap(Cors.Cors, (options) => {
+    const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
+    const answered = answer(cors)
+    return cors === noCors ? answered : Effect.map(answered, HttpServerResponse.setHeaders(cors))
+  })
 
 // One span around answering a subscribe request (the parent of what
 // `authorize` traces), with the response's status; it ends when the response
@@ -221,11 +232,9 @@ const open = (
       id: params.id!,
       method: request.method,
       url: new URL(request.url, "http://localhost"),
-      headers: request.source instanceof Request
-        ? new Headers(request.source.headers)
-        : new Headers(request.headers as Record<string, string>),
+      headers: headersFor(request),
       cookies: request.cookies
-    }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))))
+    }).pipe(Effect.catchAllCause(authorizeFailed(log)))
     if (decision._tag === "Deny") {
       const code = decision.status === 401 ? "unauthorized" : "forbidden"
       refused(span, code)
@@ -297,12 +306,10 @@ export const respondMany = (
   request: HttpServerRequest.HttpServerRequest
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Realtime.Realtime> =>
   traced("saacms.realtime.subscribe_many", (span) =>
-    Effect.flatMap(Cors.Cors, (options) => {
-      const cors = options === undefined ? noCors : Cors.headers(options, headerOf(request, "origin"))
+    withCors(request, (cors) => {
       const log = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.annotateLogs(effect, { requestId: requestIdOf(request), route: multiplexPath })
-      const opened = openMany(request, cors, log, span)
-      return cors === noCors ? opened : Effect.map(opened, HttpServerResponse.setHeaders(cors))
+      return openMany(request, cors, log, span)
     }))
 
 const openMany = (
@@ -332,15 +339,9 @@ const openMany = (
         topic: topic.id === undefined ? "collection" : "record",
         method: request.method,
         url,
-        headers: headers ??= request.source instanceof Request
-          ? new Headers(request.source.headers)
-          : new Headers(request.headers as Record<string, string>),
+        headers: headers ??= headersFor(request),
         cookies: request.cookies
-      }), { concurrency: "unbounded" }).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))
-        )
-      )
+      }), { concurrency: "unbounded" }).pipe(Effect.catchAllCause(authorizeFailed(log)))
     const now = yield* Clock.currentTimeMillis
     const recheck = access.recheck
     const requests = topics.map((topic, i): Realtime.TopicRequest => {
@@ -435,6 +436,17 @@ const isNodeRequest = (source: unknown): boolean =>
   typeof source === "object" && source !== null && typeof (source as { pipe?: unknown }).pipe === "function"
 
 class AuthorizeFailed extends Data.TaggedError("AuthorizeFailed") {}
+
+// A failing `authorize` answers 500; its cause goes to the log only.
+const authorizeFailed =
+  (log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) => (cause: Cause.Cause<unknown>) =>
+    Effect.zipRight(log(Effect.logError("authorize failed", cause)), Effect.fail(new AuthorizeFailed()))
+
+// The request's headers as `authorize` sees them: a web `Headers` of its own.
+const headersFor = (request: HttpServerRequest.HttpServerRequest): Headers =>
+  request.source instanceof Request
+    ? new Headers(request.source.headers)
+    : new Headers(request.headers as Record<string, string>)
 
 // Seconds before a refused client should come back: the retry hint, jittered the same way.
 const retryAfter = Effect.gen(function*() {
