@@ -6,13 +6,10 @@
  * face and its `close()`; and, with a scripted `fetch` and `TestClock`, the
  * waits between attempts (the server's `retry:`, backoff while it cannot connect).
  */
-import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Access from "../src/Access.js"
@@ -20,21 +17,11 @@ import * as Client from "../src/Client.js"
 import * as Hub from "../src/Hub.js"
 import * as Realtime from "../src/Realtime.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
-import * as RealtimeHttp from "../src/RealtimeHttp.js"
 import { eventually } from "./utils/eventually.js"
 import * as Server from "./utils/server.js"
 
-const app = (access: Layer.Layer<never> = Layer.empty) =>
-  HttpLayerRouter.serve(RealtimeHttp.layer, {
-    routerConfig: RealtimeHttp.routerConfig,
-    disableLogger: true,
-    disableListenLog: true
-  }).pipe(
-    Layer.provideMerge(Realtime.layerMemory),
-    Layer.provideMerge(Server.layerTest),
-    Layer.provide(Layer.mergeAll(access, RealtimeConfig.layer({ retryMs: 50, retryJitterMs: 0 }))),
-    Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
-  )
+const app = (access: Layer.Layer<Access.Access> | Layer.Layer<never> = Layer.empty) =>
+  Server.layerRealtime({ services: Layer.mergeAll(access, RealtimeConfig.layer({ retryMs: 50, retryJitterMs: 0 })) })
 
 /**
  * A `fetch` whose connections the test can cut: `cut()` aborts every

@@ -7,37 +7,26 @@
  * itself with the last cursor and the page gets every event once, in order.
  * Node only (no playwright under Bun).
  */
-import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import { chromium } from "playwright-core"
 import * as Access from "../src/Access.js"
 import * as Realtime from "../src/Realtime.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
-import * as RealtimeHttp from "../src/RealtimeHttp.js"
 import { eventually } from "./utils/eventually.js"
 import { describeExchanges, proxyTo } from "./utils/proxy.js"
 import * as Server from "./utils/server.js"
 
-const App = HttpLayerRouter.serve(RealtimeHttp.layer, {
-  routerConfig: RealtimeHttp.routerConfig,
-  disableLogger: true,
-  disableListenLog: true
-}).pipe(
-  Layer.provideMerge(Realtime.layerMemory),
-  Layer.provideMerge(Server.layerTest),
-  Layer.provide(Layer.mergeAll(
+const App = Server.layerRealtime({
+  services: Layer.mergeAll(
     RealtimeConfig.layer({ retryMs: 300, retryJitterMs: 0 }),
     Access.layer({
       authorize: (request) =>
         Effect.succeed(request.headers.get("authorization") === "Bearer page" ? Access.allow() : Access.deny(401))
     })
-  )),
-  Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
-)
+  )
+})
 
 // The client as a browser module, bundled from the sources.
 const bundle = Effect.promise(async () => {

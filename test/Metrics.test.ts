@@ -5,14 +5,11 @@
  * publish and subscribe (one each, none per frame). Metrics are global to the
  * process: every check compares a delta.
  */
-import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -426,31 +423,18 @@ describe("the Prometheus exposition", () => {
 // The routes on the runtime's server, with GET /metrics, an `authorize` that
 // refuses `private` and a tracer that records every span.
 const traces = recordingTracer()
-const app = HttpLayerRouter.serve(Layer.mergeAll(RealtimeHttp.layer, Metrics.layerHttp), {
-  routerConfig: RealtimeHttp.routerConfig,
-  disableLogger: true,
-  disableListenLog: true
-}).pipe(
-  Layer.provideMerge(Realtime.layerMemory),
-  Layer.provideMerge(Server.layerTest),
-  Layer.provide(Access.layer({
-    authorize: (request) => Effect.succeed(request.collection === "private" ? Access.deny(403) : Access.allow())
-  })),
-  Layer.provide(RealtimeConfig.layer({ maxTopics: 3 })),
-  Layer.provide(Layer.setTracer(traces.tracer)),
-  // Refusals are logged at info: keep the test's output to results.
-  Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
-)
+const app = Server.layerRealtime({
+  routes: Layer.mergeAll(RealtimeHttp.layer, Metrics.layerHttp),
+  services: Layer.mergeAll(
+    Access.layer({
+      authorize: (request) => Effect.succeed(request.collection === "private" ? Access.deny(403) : Access.allow())
+    }),
+    RealtimeConfig.layer({ maxTopics: 3 }),
+    Layer.setTracer(traces.tracer)
+  )
+})
 
-const get = (path: string, headers: Record<string, string> = {}) =>
-  Effect.gen(function*() {
-    const url = `${yield* Server.baseUrl}${path}`
-    const controller = yield* Effect.acquireRelease(
-      Effect.sync(() => new AbortController()),
-      (controller) => Effect.sync(() => controller.abort())
-    )
-    return yield* Effect.orDie(Effect.tryPromise(() => fetch(url, { headers, signal: controller.signal })))
-  })
+const get = Server.get
 const body = (response: Response) => Effect.promise(() => response.text())
 
 describe(`metrics and spans of the routes (${Server.runtime})`, () => {

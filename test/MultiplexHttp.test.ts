@@ -5,13 +5,10 @@
  * topics and cursors (400 JSON, nothing registered), per-topic `authorize`,
  * and the same route through the PluginDef.
  */
-import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import { Hono } from "hono"
 import * as Access from "../src/Access.js"
 import * as Hub from "../src/Hub.js"
@@ -19,32 +16,13 @@ import * as Multiplex from "../src/Multiplex.js"
 import * as Plugin from "../src/Plugin.js"
 import * as Realtime from "../src/Realtime.js"
 import * as RealtimeConfig from "../src/RealtimeConfig.js"
-import * as RealtimeHttp from "../src/RealtimeHttp.js"
 import * as Server from "./utils/server.js"
 import * as Sse from "./utils/sse.js"
 
-const app = (access: Layer.Layer<never> = Layer.empty) =>
-  HttpLayerRouter.serve(RealtimeHttp.layer, {
-    routerConfig: RealtimeHttp.routerConfig,
-    disableLogger: true,
-    disableListenLog: true
-  }).pipe(
-    Layer.provideMerge(Realtime.layerMemory),
-    Layer.provideMerge(Server.layerTest),
-    Layer.provide(Layer.mergeAll(access, RealtimeConfig.layer({ maxTopics: 3 }))),
-    // Refusals are logged at info: keep the test's output to results.
-    Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
-  )
+const app = (access: Layer.Layer<Access.Access> | Layer.Layer<never> = Layer.empty) =>
+  Server.layerRealtime({ services: Layer.mergeAll(access, RealtimeConfig.layer({ maxTopics: 3 })) })
 
-const get = (path: string, headers: Record<string, string> = {}) =>
-  Effect.gen(function*() {
-    const url = `${yield* Server.baseUrl}${path}`
-    const controller = yield* Effect.acquireRelease(
-      Effect.sync(() => new AbortController()),
-      (controller) => Effect.sync(() => controller.abort())
-    )
-    return yield* Effect.orDie(Effect.tryPromise(() => fetch(url, { headers, signal: controller.signal })))
-  })
+const get = Server.get
 
 const publish = (slug: string, id: string, etag: string) =>
   Effect.flatMap(Realtime.Realtime, (realtime) => realtime.publish({ type: "changed", slug, id, etag, record: { etag } }))

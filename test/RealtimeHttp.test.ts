@@ -3,12 +3,9 @@
  * with `Realtime.layerMemory` on the runtime's own server (Bun or Node), read
  * with `fetch` and compared byte for byte.
  */
-import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Event from "../src/Event.js"
 import * as Heartbeat from "../src/Heartbeat.js"
@@ -19,16 +16,8 @@ import { eventually } from "./utils/eventually.js"
 import * as Server from "./utils/server.js"
 import * as Sse from "./utils/sse.js"
 
-const App = HttpLayerRouter.serve(RealtimeHttp.layer, {
-  routerConfig: RealtimeHttp.routerConfig,
-  disableLogger: true,
-  disableListenLog: true
-}).pipe(
-  Layer.provideMerge(Realtime.layerMemory),
-  Layer.provideMerge(Server.layerTest),
-  // Refusals are logged (info, and warnings for limits and an unavailable backend): keep the test's output to results.
-  Layer.provide(Logger.minimumLogLevel(LogLevel.None))
-)
+// Refusals are logged (info, and warnings for limits and an unavailable backend): none of it here.
+const App = Server.layerRealtime({ logLevel: LogLevel.None })
 
 const key = (collection: string, id: string) => Effect.orDie(Event.resourceKey(collection, id))
 const subscribePath = (collection: string, id: string) => `/api/saacms/v1/${collection}/${id}/subscribe`

@@ -4,12 +4,17 @@
  * imported dynamically, so Node never loads platform-bun and Bun never loads
  * platform-node.
  */
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
 import { fileURLToPath } from "node:url"
+import * as Realtime from "../../src/Realtime.js"
+import * as RealtimeHttp from "../../src/RealtimeHttp.js"
 
 /** `true` under Bun (including `bun --bun vitest`). */
 export const isBun: boolean = typeof process.versions.bun === "string"
@@ -117,4 +122,37 @@ export const entryPoint = (port: number, env: Record<string, string> = {}): Effe
         onTimeout: () => new Error(`${script} did not start listening:\n${output}`)
       })
     )
+  })
+
+/**
+ * `routes` (the subscribe routes by default) over the in-memory core on the
+ * runtime's server, with `services` (a configuration, `Access`, a tracer) and
+ * only logs at `logLevel` or above, so that the refusals a test provokes keep
+ * its output to results.
+ */
+export const layerRealtime = <A = never, E = never>(options: {
+  readonly routes?: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | HttpLayerRouter.Request<"Requires", Realtime.Realtime>>
+  readonly services?: Layer.Layer<A, E> | undefined
+  readonly logLevel?: LogLevel.LogLevel | undefined
+} = {}) =>
+  HttpLayerRouter.serve(options.routes ?? RealtimeHttp.layer, {
+    routerConfig: RealtimeHttp.routerConfig,
+    disableLogger: true,
+    disableListenLog: true
+  }).pipe(
+    Layer.provideMerge(Realtime.layerMemory),
+    Layer.provideMerge(layerTest),
+    Layer.provide(options.services ?? (Layer.empty as unknown as Layer.Layer<A, E>)),
+    Layer.provide(Logger.minimumLogLevel(options.logLevel ?? LogLevel.Warning))
+  )
+
+/** GET `path` on the test server; the request is aborted when the scope closes. */
+export const get = (path: string, headers: Record<string, string> = {}) =>
+  Effect.gen(function*() {
+    const url = `${yield* baseUrl}${path}`
+    const controller = yield* Effect.acquireRelease(
+      Effect.sync(() => new AbortController()),
+      (controller) => Effect.sync(() => controller.abort())
+    )
+    return yield* Effect.orDie(Effect.tryPromise(() => fetch(url, { headers, signal: controller.signal })))
   })
