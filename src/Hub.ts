@@ -10,20 +10,19 @@
  *
  * @since 0.1.0
  */
+import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
-import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import type * as Event from "./Event.js"
-import * as Frame from "./Frame.js"
-import * as Heartbeat from "./Heartbeat.js"
+import type * as Heartbeat from "./Heartbeat.js"
+import * as Beating from "./internal/beating.js"
+import * as Drain from "./internal/drain.js"
+import * as Fanout from "./internal/fanout.js"
 import * as Mailbox from "./internal/mailbox.js"
-import { afterTurn } from "./internal/turn.js"
 import * as Metrics from "./Metrics.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as RealtimeError from "./RealtimeError.js"
@@ -36,15 +35,63 @@ import * as ReplayBuffer from "./ReplayBuffer.js"
  * @since 0.1.0
  * @category models
  */
-export type Message = Mailbox.Message
+export interface Message {
+  readonly seq: number
+  readonly frame: Uint8Array
+  /** The record event the frame encodes, for access re-checks (absent for `:keepalive`). */
+  readonly event?: unknown
+  /**
+   * When it was published (ms on the hub's `Clock`, from `unsafeCurrentTimeNanos`),
+   * for the publish-to-write latency; a message without it is not timed.
+   */
+  readonly at?: number
+}
 
 /**
- * A subscriber's bounded inbox (see `Realtime.open`).
+ * One subscriber of a record: a bounded inbox of the frames its client is
+ * owed, filled by the hub and drained by whatever writes to the client (a
+ * web stream, an Effect `Stream`, a socket). It holds at most its bounds; one
+ * that falls behind reads the record's history as its client drains.
  *
  * @since 0.1.0
  * @category models
  */
-export type Subscriber = Mailbox.Mailbox
+export interface Subscriber {
+  /** The record it follows. */
+  readonly key: Event.ResourceKey
+  /** Whether the hub's heartbeat writes to it and ends it when it stalls (see `JoinOptions`). */
+  readonly heartbeat: boolean
+  /** Bytes waiting for its client. */
+  readonly queuedBytes: number
+  /** `true` once it has closed and handed on every frame. */
+  readonly done: boolean
+  /** When its access ends (`Clock` ms): it then gets `saacms-revoked` `{"reason":"expired"}` and closes. */
+  expiresAt: number
+  /**
+   * Whether it may see a record event (live: `event` is given; replayed: read
+   * it from `frame`); `false` sends `saacms-revoked` `{"reason":"forbidden"}`
+   * and closes it. Unset: it sees every event.
+   */
+  canSee: ((event: unknown, frame: Uint8Array) => boolean) | undefined
+  /**
+   * Start it: `opening` first, then what follows `fromSeq` (the history up
+   * to `headSeq`, read as its client drains, then live frames). Frames
+   * published since it joined are in the history too.
+   */
+  begin(fromSeq: number, headSeq: number, opening: Uint8Array | undefined): void
+  /** Take the frames waiting (shared with other subscribers, not copied), if any. */
+  poll(): Array<Uint8Array> | undefined
+  /** Its client has taken everything it was handed: a subscriber behind reads on. */
+  drained(): void
+  /** Call `f` once, the next time a frame waits or it closes. */
+  onWake(f: (() => void) | undefined): void
+  /** Its frames as a web stream (call once, instead of `poll`); cancelling the stream ends it. */
+  toReadableStream(): ReadableStream<Uint8Array>
+  /** Send `saacms-revoked` with `reason` after what waits, and close. */
+  finish(reason: "expired" | "forbidden"): void
+  /** Accept no more frames; what waits still reaches its client. */
+  close(): void
+}
 
 /**
  * The heartbeat message.
@@ -52,14 +99,11 @@ export type Subscriber = Mailbox.Mailbox
  * @since 0.1.0
  * @category models
  */
-export const keepalive: Message = { seq: 0, frame: Frame.keepalive }
+export const keepalive: Message = Beating.keepalive
 
-interface Topic {
-  readonly subscribers: Set<Subscriber>
+interface Topic extends Fanout.Recipients {
   /** Set while the record's live source is starting; joiners wait for it. */
   pending: Deferred.Deferred<void, RealtimeError.Unavailable> | undefined
-  /** Messages published since the hub last handed them out. */
-  batch: Array<Message>
 }
 
 /**
@@ -152,220 +196,51 @@ export const make = (
   buffer: ReplayBuffer.ReplayBuffer["Type"]
 ): Effect.Effect<Hub["Type"], never, Scope.Scope | Heartbeat.Heartbeat> =>
   Effect.gen(function*() {
-    const heartbeat = yield* Heartbeat.Heartbeat
-    const hubScope = yield* Effect.scope
-    // The hub's own services: what its heartbeat fiber runs with, whichever
-    // subscriber's request starts it.
-    const hubContext = yield* Effect.context<Scope.Scope | Heartbeat.Heartbeat>()
     const topics = new Map<Event.ResourceKey, Topic>()
-    const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
-    let total = 0
-
-    // Read for subscribers with an expiry, and once per flush for the latency metric.
+    const gauges = new Gauges()
     const clock = yield* Effect.clock
     const millis = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
-    const expired = (subscriber: Subscriber): boolean => {
-      if (subscriber.expiresAt === Infinity || subscriber.expiresAt > clock.unsafeCurrentTimeMillis()) return false
-      subscriber.finish("expired")
-      return true
-    }
+    const expired = expiry(clock)
 
-    // Batching: what is published to a record within one turn of the event
-    // loop is handed out together at the end of it (or as soon as the batches
-    // hold `maxQueuedBytes`), so a burst reaches each subscriber as one chunk
-    // and its socket in one write, while an idle subscriber holds nothing.
-    let dirty: Array<Topic> = []
-    let dirtyBytes = 0
-    let scheduled = false
-    const flush = () => {
-      scheduled = false
-      const ready = dirty
-      dirty = []
-      dirtyBytes = 0
-      let slow = 0
-      const batches: Array<ReadonlyArray<Message>> = new Array(ready.length)
-      for (let i = 0; i < ready.length; i++) {
-        const topic = ready[i]!
-        const batch = topic.batch
-        batches[i] = batch
-        topic.batch = []
-        if (batch.length === 1) {
-          const message = batch[0]!
-          for (const subscriber of topic.subscribers) {
-            if (!expired(subscriber) && !subscriber.offer(message)) slow++
-          }
-        } else {
-          const run = new Mailbox.Run(batch)
-          for (const subscriber of topic.subscribers) {
-            if (!expired(subscriber) && !subscriber.offerRun(run)) slow++
-          }
-        }
-      }
-      if (slow > 0) Metrics.slowSubscribers.unsafeUpdate(slow, [])
-      // Metrics, once per flush: the frames handed on (counted in plain numbers
-      // by the mailboxes), and each published frame's time from publish to here.
-      reportDelivered()
-      const now = millis()
-      for (const batch of batches) {
-        for (const message of batch) {
-          if (message.at !== undefined) Metrics.publishLatency.unsafeUpdate(now - message.at, [])
-        }
-      }
-    }
-    const reportDelivered = () => {
-      if (hooks.delivered > 0) {
-        Metrics.framesDelivered.unsafeUpdate(hooks.delivered, [])
-        hooks.delivered = 0
-      }
-    }
-    const enqueue = (topic: Topic, message: Message) => {
-      if (topic.batch.length === 0) dirty.push(topic)
-      topic.batch.push(message)
-      dirtyBytes += message.frame.byteLength
-      if (dirtyBytes >= limits.maxQueuedBytes) flush()
-      else if (!scheduled) {
-        scheduled = true
-        afterTurn(flush)
-      }
-    }
-
-    const unsafePublish = (key: Event.ResourceKey, message: Message) => {
-      const topic = topics.get(key)
-      if (topic !== undefined) enqueue(topic, message)
-    }
-
-    // One heartbeat for the hub: each beat first ends the subscribers that took
-    // nothing over the last interval while frames waited (workerd, for one,
-    // never says a client left), then sends `:keepalive` to every active record.
-    // An expired grant on a quiet record ends here too.
-    const beat = Effect.suspend(() => {
-      let stalled = 0
-      for (const topic of topics.values()) {
-        for (const subscriber of topic.subscribers) {
-          if (!subscriber.heartbeat) continue
-          if (subscriber.checkStalled()) stalled++
-          else if (!expired(subscriber)) subscriber.offer(keepalive)
-        }
-      }
-      return stalled === 0 ? Effect.void : Effect.zipRight(
-        Effect.sync(() => Metrics.slowSubscribers.unsafeUpdate(stalled, [])),
-        Effect.logDebug("subscribers took nothing for a heartbeat interval; their streams end").pipe(
-          Effect.annotateLogs({ stalled })
-        )
-      )
-    })
-    // It runs while any subscriber needs it.
-    let beaters = 0
-    let beating: Scope.CloseableScope | undefined
-    const startHeartbeat = Effect.flatMap(Scope.fork(hubScope, ExecutionStrategy.sequential), (scope) => {
-      beating = scope
-      // Forked in the hub's context, not the subscriber's: the beat fiber
-      // keeps nothing of the request that started it (its span, its request).
-      return Effect.locally(Scope.extend(heartbeat.keep(beat), scope), FiberRef.currentContext, hubContext)
-    })
-    const stopHeartbeat = Effect.suspend(() => {
-      const scope = beating
-      beating = undefined
-      return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
-    })
-    const beatsFor = (delta: number) => {
-      beaters += delta
-      return delta > 0 && beaters === delta ? startHeartbeat : delta < 0 && beaters === 0 ? stopHeartbeat : Effect.void
-    }
-    const beatersIn = (subscribers: Iterable<Subscriber>) => {
-      let n = 0
-      for (const subscriber of subscribers) if (subscriber.heartbeat) n++
-      return n
-    }
-
-    // Backfills: subscribers behind read the history through one fiber, woken
-    // by a callback (no fiber per client).
-    let requests: Array<readonly [Subscriber, number, Mailbox.Limits, number]> = []
-    let wakeBackfill: (() => void) | undefined
-    const wake = () => {
-      const resume = wakeBackfill
-      wakeBackfill = undefined
-      resume?.()
-    }
-    const backfill = (subscriber: Subscriber, afterSeq: number, want: Mailbox.Limits, generation: number) => {
-      requests.push([subscriber, afterSeq, want, generation])
-      wake()
-    }
-    yield* Effect.forkScoped(serve(() => requests.length > 0, (resume) => (wakeBackfill = resume), Effect.suspend(() => {
-      const batch = requests
-      requests = []
-      // Reads that served frames, counted per read (not per frame), reported per batch.
-      let served = 0
-      return Effect.zipRight(
-        Effect.forEach(batch, ([subscriber, afterSeq, want, generation]) =>
-          buffer.read(subscriber.key, afterSeq, want).pipe(
-            Effect.match({
-              onFailure: () => subscriber.unavailable(generation),
-              onSuccess: (read) => {
-                if (read._tag === "Entries" && read.entries.length > 0) served++
-                subscriber.fill(read, generation)
-              }
-            })
-          ), { discard: true }),
-        Effect.sync(() => {
-          if (served > 0) Metrics.replaysServed.unsafeUpdate(served, [])
-          reportDelivered()
-        })
-      )
-    })))
-
-    // Mailboxes that close on their own (client gone, stalled, revoked) are
-    // released by one fiber for the whole hub.
-    let closed: Array<Subscriber> = []
-    let wakeReaper: (() => void) | undefined
-    yield* Effect.forkScoped(serve(() => closed.length > 0, (resume) => (wakeReaper = resume), Effect.suspend(() => {
-      const batch = closed
-      closed = []
-      return Effect.forEach(batch, (subscriber) => leave(subscriber), { discard: true })
-    })))
-
+    // The hub's jobs besides membership, each in its own module: the fan-out
+    // of what is published, the heartbeat, the history reads of subscribers
+    // behind, and the release of subscribers that closed on their own (client
+    // gone, stalled, revoked). The last two are one fiber each for the hub.
     const hooks: Mailbox.Hooks = {
       delivered: 0,
       resynced: () => Metrics.resyncsSent.unsafeUpdate(1, []),
-      backfill,
-      closed: (subscriber) => {
-        closed.push(subscriber)
-        const resume = wakeReaper
-        wakeReaper = undefined
-        resume?.()
-      }
+      backfill: (mailbox, afterSeq, want, generation) => backfill([mailbox, afterSeq, want, generation]),
+      closed: (mailbox) => release(mailbox)
     }
+    const fanout = new Fanout.Fanout(limits.maxQueuedBytes, expired, millis, hooks)
+    const beating = yield* Beating.make(topics, expired)
+    const backfill = yield* Drain.make(readHistories(buffer, hooks))
+    const release = yield* Drain.make((closed: ReadonlyArray<Mailbox.Mailbox>) =>
+      Effect.forEach(closed, leave, { discard: true })
+    )
 
     // Shutdown hands out what is batched, then ends every open stream cleanly;
     // this hub's share of the gauges goes with it.
-    let stopped = false
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        flush()
+        fanout.flush()
         for (const topic of topics.values()) {
           for (const subscriber of topic.subscribers) subscriber.close()
         }
-        stopped = true
-        Metrics.subscribers.unsafeModify(-total, [])
-        Metrics.activeRecords.unsafeModify(-topics.size, [])
+        gauges.stop(topics.size)
       })
     )
 
-    // The gauges move by this hub's changes, so the hubs of a process add up.
-    const count = (delta: number) =>
-      Effect.sync(() => {
-        total += delta
-        if (!stopped) Metrics.subscribers.unsafeModify(delta, [])
-      })
-    const topicsChanged = (delta: number) => {
-      if (!stopped) Metrics.activeRecords.unsafeModify(delta, [])
+    const unsafePublish = (key: Event.ResourceKey, message: Message) => {
+      const topic = topics.get(key)
+      if (topic !== undefined) fanout.enqueue(topic, message)
     }
 
     // What the record's live source tells its subscribers (frames published
     // elsewhere, a lost history, a reconnect).
     const liveOf = (topic: Topic): ReplayBuffer.Live => ({
       // Timed from its arrival here (it was published elsewhere, or came back from the backend).
-      publish: (seq, frame) => enqueue(topic, { seq, frame, at: millis() }),
+      publish: (seq, frame) => fanout.enqueue(topic, { seq, frame, at: millis() }),
       reset: (newestId, seq) => {
         for (const subscriber of topic.subscribers) subscriber.reset(newestId, seq)
       },
@@ -377,12 +252,16 @@ export const make = (
       }
     })
 
+    // Membership: `delta` subscribers joined (or left), counted and beaten for.
+    const counted = (delta: number, heartbeats: number) =>
+      Effect.zipRight(Effect.sync(() => gauges.joined(delta)), heartbeats === 0 ? Effect.void : beating.change(heartbeats))
+
     // Joining registers synchronously, so first subscribers arriving together
     // always share one topic; the record is retained (its live source started)
     // before any of them reads its history, and later ones wait for that too.
-    const register = (key: Event.ResourceKey, subscriber: Subscriber): Effect.Effect<void, RealtimeError.Unavailable> =>
+    const register = (key: Event.ResourceKey, subscriber: Mailbox.Mailbox): Effect.Effect<void, RealtimeError.Unavailable> =>
       Effect.suspend(() => {
-        const joined = Effect.zipRight(count(1), subscriber.heartbeat ? beatsFor(1) : Effect.void)
+        const joined = counted(1, subscriber.heartbeat ? 1 : 0)
         const existing = topics.get(key)
         if (existing !== undefined) {
           existing.subscribers.add(subscriber)
@@ -392,7 +271,7 @@ export const make = (
         const pending = Deferred.unsafeMake<void, RealtimeError.Unavailable>(FiberId.none)
         const topic: Topic = { subscribers: new Set([subscriber]), pending, batch: [] }
         topics.set(key, topic)
-        topicsChanged(1)
+        gauges.records(1)
         return Effect.zipRight(
           joined,
           Effect.flatMap(Effect.exit(buffer.retain(key, liveOf(topic))), (exit) => {
@@ -402,14 +281,15 @@ export const make = (
             // (the key may have a newer topic already, if they all left meanwhile).
             if (topics.get(key) === topic) {
               topics.delete(key)
-              topicsChanged(-1)
+              gauges.records(-1)
             }
             const refused = topic.subscribers
+            let heartbeats = 0
+            for (const s of refused) if (s.heartbeat) heartbeats--
             return Effect.zipRight(
               Effect.all([
-                count(-refused.size),
+                counted(-refused.size, heartbeats),
                 Deferred.done(pending, exit),
-                beatsFor(-beatersIn(refused)),
                 Effect.sync(() => refused.forEach((s) => s.close()))
               ], { discard: true }),
               exit
@@ -418,16 +298,16 @@ export const make = (
         )
       })
 
-    const leave = (subscriber: Subscriber) =>
+    const leave = (subscriber: Mailbox.Mailbox) =>
       Effect.suspend(() => {
         subscriber.close()
         const key = subscriber.key
         const topic = topics.get(key)
         if (topic === undefined || !topic.subscribers.delete(subscriber)) return Effect.void
-        const left = Effect.zipRight(count(-1), subscriber.heartbeat ? beatsFor(-1) : Effect.void)
+        const left = counted(-1, subscriber.heartbeat ? -1 : 0)
         if (topic.subscribers.size > 0) return left
         topics.delete(key)
-        topicsChanged(-1)
+        gauges.records(-1)
         return Effect.all([
           left,
           // A source still starting is released once it has.
@@ -437,9 +317,10 @@ export const make = (
         ], { discard: true })
       })
 
+    // The bounds are checked before anything is registered.
     const join = (key: Event.ResourceKey, options?: JoinOptions | undefined) =>
-      Effect.suspend((): Effect.Effect<Subscriber, RealtimeError.TooManySubscribers | RealtimeError.Unavailable> => {
-        if (total >= limits.maxSubscribers) {
+      Effect.suspend((): Effect.Effect<Mailbox.Mailbox, RealtimeError.TooManySubscribers | RealtimeError.Unavailable> => {
+        if (gauges.subscribers >= limits.maxSubscribers) {
           return Effect.fail(new RealtimeError.TooManySubscribers({ scope: "process", limit: limits.maxSubscribers }))
         }
         if ((topics.get(key)?.subscribers.size ?? 0) >= limits.maxSubscribersPerKey) {
@@ -448,6 +329,7 @@ export const make = (
         const subscriber = new Mailbox.Mailbox(key, mailboxLimits, hooks, options?.heartbeat !== false)
         return Effect.as(register(key, subscriber), subscriber)
       })
+    const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
 
     return Hub.of({
       publish: (key, message) => Effect.sync(() => unsafePublish(key, message)),
@@ -455,7 +337,7 @@ export const make = (
       join,
       subscribe: (key) => Effect.acquireRelease(join(key), leave),
       subscriberCount: (key) => Effect.sync(() => topics.get(key)?.subscribers.size ?? 0),
-      totalSubscribers: Effect.sync(() => total),
+      totalSubscribers: Effect.sync(() => gauges.subscribers),
       activeKeys: Effect.sync(() => topics.size),
       queuedBytes: Effect.sync(() => {
         let bytes = 0
@@ -467,14 +349,65 @@ export const make = (
     })
   })
 
-// A fiber that runs `work` whenever `ready()` holds, sleeping (no timer) until
-// `park` hands it the function that wakes it.
-const serve = (ready: () => boolean, park: (resume: () => void) => void, work: Effect.Effect<void>) => {
-  const waiting = Effect.async<void>((resume) => {
-    if (ready()) return resume(Effect.void)
-    park(() => resume(Effect.void))
-  })
-  return Effect.interruptible(Effect.forever(Effect.zipRight(waiting, work)))
+// A subscriber whose grant has ended is ended (`saacms-revoked`) when the hub
+// next reaches it: a publish to its record, or a heartbeat.
+const expiry = (clock: Clock.Clock) => (subscriber: Mailbox.Mailbox): boolean => {
+  if (subscriber.expiresAt === Infinity || subscriber.expiresAt > clock.unsafeCurrentTimeMillis()) return false
+  subscriber.finish("expired")
+  return true
+}
+
+// What a subscriber behind asks for: the history of its record after a
+// sequence number, within its room, for its current generation.
+type HistoryRead = readonly [Mailbox.Mailbox, number, Mailbox.Limits, number]
+
+// The hub's backfill fiber reads the histories asked for since it last woke;
+// each answer goes back to its subscriber (`fill`), a failed read ends it.
+// Reads that served frames are counted per read, not per frame.
+const readHistories = (buffer: ReplayBuffer.ReplayBuffer["Type"], hooks: Mailbox.Hooks) =>
+(
+  batch: ReadonlyArray<HistoryRead>
+): Effect.Effect<void> => {
+  let served = 0
+  return Effect.zipRight(
+    Effect.forEach(batch, ([subscriber, afterSeq, want, generation]) =>
+      buffer.read(subscriber.key, afterSeq, want).pipe(
+        Effect.match({
+          onFailure: () => subscriber.unavailable(generation),
+          onSuccess: (read) => {
+            if (read._tag === "Entries" && read.entries.length > 0) served++
+            subscriber.fill(read, generation)
+          }
+        })
+      ), { discard: true }),
+    Effect.sync(() => {
+      if (served > 0) Metrics.replaysServed.unsafeUpdate(served, [])
+      Fanout.reportDelivered(hooks)
+    })
+  )
+}
+
+// The gauges move by this hub's changes, so the hubs of a process add up; a
+// hub that stopped has taken its share back.
+class Gauges {
+  /** This hub's subscribers. */
+  subscribers = 0
+  private stopped = false
+
+  joined(delta: number): void {
+    this.subscribers += delta
+    if (!this.stopped) Metrics.subscribers.unsafeModify(delta, [])
+  }
+
+  records(delta: number): void {
+    if (!this.stopped) Metrics.activeRecords.unsafeModify(delta, [])
+  }
+
+  stop(records: number): void {
+    this.stopped = true
+    Metrics.subscribers.unsafeModify(-this.subscribers, [])
+    Metrics.activeRecords.unsafeModify(-records, [])
+  }
 }
 
 /**

@@ -375,7 +375,7 @@ export const make: Effect.Effect<
         for (const i of allowed) {
           const subscriber = yield* hub.join(requests[i]!.topic.key)
           applyGrant(subscriber, requests[i]!.topic.key, requests[i]!.grant)
-          stream.adopt(slots[i]!, subscriber, i)
+          stream.adopt(slots[i]!, Mailbox.fromSubscriber(subscriber), i)
         }
         const located = yield* Effect.forEach(allowed, (i) => locate(topics[i]!.key, given?.[i]), { concurrency: "unbounded" })
         const retry = yield* retryFrame

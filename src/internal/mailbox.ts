@@ -18,19 +18,11 @@
  */
 import type * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
+import type * as Hub from "../Hub.js"
 import type * as History from "./history.js"
 
-export interface Message {
-  readonly seq: number
-  readonly frame: Uint8Array
-  /** The record event the frame encodes, for access re-checks (absent for `:keepalive`). */
-  readonly event?: unknown
-  /**
-   * When it was published (ms on the hub's `Clock`, from `unsafeCurrentTimeNanos`),
-   * for the publish-to-write latency; a message without it is not timed.
-   */
-  readonly at?: number
-}
+/** What flows to subscribers (see `Hub.Message`). */
+export type Message = Hub.Message
 
 /**
  * Where an attached mailbox writes. The sink says how many bytes it holds
@@ -121,7 +113,7 @@ export type Reason = "expired" | "forbidden"
 
 type State = "opening" | "live" | "behind"
 
-export class Mailbox {
+export class Mailbox implements Hub.Subscriber {
   private state: State = "opening"
   /** Chunks not yet handed to a sink (or polled), and the frames and bytes they hold. */
   private pending: Array<Uint8Array> = []
@@ -512,6 +504,17 @@ export class Mailbox {
       wake()
     }
   }
+}
+
+/**
+ * The mailbox behind a hub's subscriber, for the machinery that frames it
+ * (a multiplexed stream): `Hub.make` makes only mailboxes, so anything else
+ * is a defect (a `Hub` built some other way), closed before it is thrown.
+ */
+export const fromSubscriber = (subscriber: Hub.Subscriber): Mailbox => {
+  if (subscriber instanceof Mailbox) return subscriber
+  subscriber.close()
+  throw new TypeError("not a subscriber of Hub.make's hub")
 }
 
 const revokedForbidden = Frame.revoked("forbidden")
