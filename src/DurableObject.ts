@@ -137,7 +137,7 @@ const layerLogging = (env: unknown, options: Options = {}): Layer.Layer<never> =
  * @since 0.1.0
  * @category models
  */
-export type Options = RealtimeConfig.Options & { readonly recheck?: Access.Recheck | undefined } & Logging.Options
+export type Options = RealtimeConfig.Options & { readonly recheck?: Access.Recheck | undefined } & RealtimeConfig.LoggingOptions
 
 /**
  * The Durable Object class to register with the Workers runtime (export it

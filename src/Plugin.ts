@@ -78,7 +78,7 @@ export type RealtimeOptions = RealtimeConfig.Options & {
   readonly recheck?: Access.Recheck | undefined
   /** Cross-origin access for browsers on other origins; off by default. */
   readonly cors?: Cors.Options | undefined
-} & Logging.Options
+} & RealtimeConfig.LoggingOptions
 
 /**
  * @since 0.1.0

@@ -10,6 +10,8 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -45,6 +47,21 @@ export const Options = Schema.Struct({
  * @category models
  */
 export type Options = typeof Options.Type
+
+/**
+ * How the runtimes this package runs itself (the PluginDef's, a Durable
+ * Object's) log: the least severe level written and the logger that writes.
+ * Not part of `Options`: an Effect app logs as its own runtime does.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LoggingOptions {
+  /** The least severe level written, as Effect names them ("Info" by default). */
+  readonly logLevel?: LogLevel.Literal | undefined
+  /** What writes the logs (Effect's default logger otherwise). */
+  readonly logger?: Logger.Logger<unknown, unknown> | undefined
+}
 
 /**
  * The resolved configuration.

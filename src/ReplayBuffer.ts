@@ -15,7 +15,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Event from "./Event.js"
-import type * as History from "./internal/history.js"
 import { MemoryStore } from "./internal/memoryStore.js"
 import * as Metrics from "./Metrics.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
@@ -28,7 +27,12 @@ import type * as RealtimeError from "./RealtimeError.js"
  * @since 0.1.0
  * @category models
  */
-export type Entry = History.Entry
+export interface Entry {
+  readonly seq: number
+  readonly id: string
+  readonly frame: Uint8Array
+  readonly at: number
+}
 
 /**
  * Where a client stands after its last event id: at sequence number
@@ -51,7 +55,18 @@ export type Since =
  * @since 0.1.0
  * @category models
  */
-export type Read = History.Read
+export type Read =
+  | { readonly _tag: "Entries"; readonly entries: ReadonlyArray<Entry>; readonly lastSeq: number }
+  | { readonly _tag: "Gone"; readonly newestId: string; readonly lastSeq: number }
+
+/**
+ * Where a client with a last event id stands in a record's history: `At` the
+ * entry of that id (its sequence number), or `Unknown` when the id is not held.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Position = { readonly _tag: "At"; readonly seq: number } | { readonly _tag: "Unknown" }
 
 /**
  * How much one `read` may return: at most `maxBytes` of frames and
@@ -157,7 +172,7 @@ export interface Driver {
     key: Event.ResourceKey,
     lastEventId: string,
     now: number
-  ) => Effect.Effect<{ readonly position: History.Position; readonly headSeq: number; readonly headId: string | undefined }, RealtimeError.Unavailable>
+  ) => Effect.Effect<{ readonly position: Position; readonly headSeq: number; readonly headId: string | undefined }, RealtimeError.Unavailable>
   readonly headSeq: (key: Event.ResourceKey, now: number) => Effect.Effect<number, RealtimeError.Unavailable>
   readonly read: (key: Event.ResourceKey, afterSeq: number, limits: ReadLimits, now: number) => Effect.Effect<Read, RealtimeError.Unavailable>
   readonly retain: (key: Event.ResourceKey, live: Live) => Effect.Effect<void, RealtimeError.Unavailable>
@@ -210,13 +225,8 @@ export const make = (driver: Driver): ReplayBuffer["Type"] => {
 const failed = Effect.sync(() => Metrics.backendFailures.unsafeUpdate(1, []))
 const counted = <A>(effect: Effect.Effect<A, RealtimeError.Unavailable>) => Effect.tapError(effect, () => failed)
 
-/**
- * The in-memory driver over a `MemoryStore` (see `layerMemory`).
- *
- * @since 0.1.0
- * @category constructors
- */
-export const makeMemoryDriver = (store: MemoryStore): Driver => ({
+// The in-memory driver over a `MemoryStore` (see `layerMemory`).
+const memoryDriver = (store: MemoryStore): Driver => ({
   append: (key, id, frame, now) => Effect.sync(() => store.append(key, id, frame, now)),
   position: (key, lastEventId, now) => Effect.sync(() => store.position(key, lastEventId, now)),
   headSeq: (key, now) => Effect.sync(() => store.headSeq(key, now)),
@@ -274,6 +284,6 @@ export const layerMemory: Layer.Layer<ReplayBuffer> = Layer.scoped(
       if (at > now) yield* Effect.sleep(Duration.millis(at - now))
       store.expire(yield* Clock.currentTimeMillis)
     }))))
-    return make(makeMemoryDriver(store))
+    return make(memoryDriver(store))
   })
 )

@@ -23,7 +23,6 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
 import type * as Event from "../Event.js"
-import type * as History from "../internal/history.js"
 import * as RealtimeError from "../RealtimeError.js"
 import type * as ReplayBuffer from "../ReplayBuffer.js"
 import * as Scripts from "./scripts.js"
@@ -84,7 +83,7 @@ export interface Store {
   ) => Effect.Effect<{ readonly entry: ReplayBuffer.Entry; readonly epoch: string }, RealtimeError.Unavailable>
   /** `lastEventId`'s most recent held occurrence, or the head's id; the head; the epoch (none without history). */
   readonly position: (key: Event.ResourceKey, lastEventId: string, now: number) => Effect.Effect<{
-    readonly position: History.Position
+    readonly position: ReplayBuffer.Position
     readonly headSeq: number
     readonly headId: string | undefined
     readonly epoch: string | undefined
@@ -231,7 +230,7 @@ export const make = (client: Redis, options: Options): Store => {
         const at = int(reply[0])
         const head = headOf(reply[1], reply[2], reply[3])
         if (at === undefined || head.seq === undefined) return Effect.fail(unexpected(Scripts.position.name))
-        const position: History.Position = at > 0 ? { _tag: "At", seq: at } : { _tag: "Unknown" }
+        const position: ReplayBuffer.Position = at > 0 ? { _tag: "At", seq: at } : { _tag: "Unknown" }
         return Effect.succeed({ position, headSeq: head.seq, headId: head.id, epoch: head.epoch })
       })
     },

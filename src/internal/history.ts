@@ -8,12 +8,10 @@
  *
  * @internal
  */
-export interface Entry {
-  readonly seq: number
-  readonly id: string
-  readonly frame: Uint8Array
-  readonly at: number
-}
+import type * as ReplayBuffer from "../ReplayBuffer.js"
+
+/** One buffered event (see `ReplayBuffer.Entry`). */
+export type Entry = ReplayBuffer.Entry
 
 /**
  * What an entry costs beyond its frame (the entry, its id, the frame's
@@ -27,13 +25,11 @@ export interface Head {
   readonly id: string
 }
 
-/** Where a client with a last event id stands: at `seq`, or its id is not held. */
-export type Position = { readonly _tag: "At"; readonly seq: number } | { readonly _tag: "Unknown" }
+/** Where a client with a last event id stands (see `ReplayBuffer.Position`). */
+export type Position = ReplayBuffer.Position
 
-/** What follows a sequence number: the next entries, or `Gone` when the next one was dropped. */
-export type Read =
-  | { readonly _tag: "Entries"; readonly entries: ReadonlyArray<Entry>; readonly lastSeq: number }
-  | { readonly _tag: "Gone"; readonly newestId: string; readonly lastSeq: number }
+/** What follows a sequence number (see `ReplayBuffer.Read`). */
+export type Read = ReplayBuffer.Read
 
 export class RecordHistory {
   head: Head | undefined = undefined

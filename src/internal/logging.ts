@@ -8,13 +8,9 @@
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import type * as RealtimeConfig from "../RealtimeConfig.js"
 
-export interface Options {
-  /** The least severe level written, as Effect names them ("Info" by default). */
-  readonly logLevel?: LogLevel.Literal | undefined
-  /** What writes the logs (Effect's default logger otherwise). */
-  readonly logger?: Logger.Logger<unknown, unknown> | undefined
-}
+export type Options = RealtimeConfig.LoggingOptions
 
 const levels: ReadonlyArray<string> = LogLevel.allLevels.map((level) => level._tag)
 
