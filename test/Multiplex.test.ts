@@ -30,6 +30,8 @@ const requests = (...inputs: Array<string>): Array<Realtime.TopicRequest> => top
 interface Collected {
   readonly events: () => Array<Sse.SseEvent>
   readonly ended: () => boolean
+  /** The `:keepalive` comments received so far. */
+  readonly keepalives: () => number
 }
 
 // Read a subscriber's web stream in the background; its events so far on demand.
@@ -52,7 +54,8 @@ const collect = (subscriber: Realtime.Subscriber) =>
       const collected: Collected & { readonly reader: typeof reader } = {
         reader,
         events: () => Sse.parse(text),
-        ended: () => ended
+        ended: () => ended,
+        keepalives: () => text.split(":keepalive\n").length - 1
       }
       return collected
     }),
@@ -331,6 +334,40 @@ describe("Realtime.openMany", () => {
       yield* publish("a", "1", "a1")
       yield* until(() => recordEvents(stream.events()).length === 1, "a1")
     }).pipe(Effect.provide(memory({ collectionHistory: false }))))
+
+  it.scoped("one :keepalive per heartbeat for the whole stream, from its first open topic, before and after that topic is revoked", () =>
+    Effect.gen(function*() {
+      const realtime = yield* Realtime.Realtime
+      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const [a, b, c, d] = topicsOf("a/1", "b/1", "c/1", "d/1")
+      const stream = yield* collect(yield* realtime.openMany([
+        { topic: a!, denied: { status: 403, reason: "not yours" } },
+        { topic: b!, grant: { expiresAt: now + 45_000 } },
+        { topic: c! },
+        { topic: d! }
+      ]))
+      yield* settle
+      // The opening's own, then one per heartbeat (30 s by default).
+      assert.strictEqual(stream.keepalives(), 1)
+      yield* TestClock.adjust(30_000)
+      yield* settle
+      assert.strictEqual(stream.keepalives(), 2)
+      // b/1, the stream's first open topic, expires at this beat; c/1 beats for the stream now.
+      yield* TestClock.adjust(30_000)
+      yield* settle
+      assert.deepStrictEqual(
+        stream.events().filter((event) => event.event === "saacms-revoked").map((event) => JSON.parse(event.data)),
+        [{ topic: "b/1", reason: "expired" }]
+      )
+      assert.strictEqual(stream.keepalives(), 3)
+      yield* TestClock.adjust(30_000)
+      yield* settle
+      assert.strictEqual(stream.keepalives(), 4)
+      yield* publish("c", "1", "c1")
+      yield* publish("d", "1", "d1")
+      yield* until(() => recordEvents(stream.events()).length === 2, "c1 and d1")
+      assert.isFalse(stream.ended())
+    }).pipe(Effect.provide(memory())))
 
   it.scoped("each topic's access: denied topics get their own frame, an expired grant revokes only its topic", () =>
     Effect.gen(function*() {

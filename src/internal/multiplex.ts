@@ -71,6 +71,8 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
   private takenAtCheck = -1
 
   private readonly head: string
+  /** No slot before this one has an open topic (a topic adopted before it moves it back). */
+  private leadFrom = 0
 
   constructor(readonly slots: ReadonlyArray<Slot>, hash: number) {
     this.head = Multiplex.cursorHead(hash)
@@ -99,6 +101,7 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
     mailbox.framing = this
     mailbox.slot = index
     mailbox.attach(new TopicSink(this, slot))
+    if (index < this.leadFrom) this.leadFrom = index
   }
 
   // Framing: what the topics' mailboxes write.
@@ -145,8 +148,20 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
     return stalled
   }
 
+  // The first open topic. Asked for each topic's mailbox at every heartbeat:
+  // topics only close after they open, so the search goes on from where it
+  // last stopped instead of passing the closed and denied ones again.
   private lead(): Mailbox.Mailbox | undefined {
-    for (const slot of this.slots) if (slot.mailbox !== undefined) return slot.mailbox
+    const slots = this.slots
+    let i = this.leadFrom
+    for (; i < slots.length; i++) {
+      const mailbox = slots[i]!.mailbox
+      if (mailbox !== undefined) {
+        this.leadFrom = i
+        return mailbox
+      }
+    }
+    this.leadFrom = i
     return undefined
   }
 
