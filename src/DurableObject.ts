@@ -26,7 +26,7 @@ import * as Event from "./Event.js"
 import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
 import * as Logging from "./internal/logging.js"
-import * as Mailbox from "./internal/mailbox.js"
+import * as Outlet from "./internal/outlet.js"
 import * as Realtime from "./Realtime.js"
 import * as RealtimeConfig from "./RealtimeConfig.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -253,7 +253,7 @@ export class SaacmsRealtimeDO {
 
   // `subscriber`'s frames go to `socket` from now on, starting with what it holds.
   #attach(socket: Socket.WebSocketLike, subscriber: Realtime.Subscriber): void {
-    if (subscriber instanceof Mailbox.Mailbox) subscriber.attach(new Socket.SocketSink(socket))
+    if (subscriber instanceof Outlet.Outlet) subscriber.attach(new Socket.SocketSink(socket))
     this.#sockets.set(socket, subscriber)
   }
 

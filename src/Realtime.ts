@@ -20,6 +20,7 @@ import * as Heartbeat from "./Heartbeat.js"
 import * as Hub from "./Hub.js"
 import * as Mailbox from "./internal/mailbox.js"
 import * as Mux from "./internal/multiplex.js"
+import * as Outlet from "./internal/outlet.js"
 import * as Tracing from "./internal/tracing.js"
 import * as Metrics from "./Metrics.js"
 import * as Multiplex from "./Multiplex.js"
@@ -472,7 +473,7 @@ const applyGrant = (subscriber: Hub.Subscriber, key: Event.ResourceKey, grant: G
 }
 
 // Each pull takes every frame waiting, as one chunk of the shared frames.
-const framesOf = (subscriber: Hub.Subscriber): Stream.Stream<Uint8Array> => {
+const framesOf = (subscriber: Hub.Subscriber | Outlet.Outlet): Stream.Stream<Uint8Array> => {
   const woken = Effect.async<void>((resume) => {
     subscriber.onWake(() => resume(Effect.void))
     return Effect.sync(() => subscriber.onWake(undefined))
@@ -497,7 +498,7 @@ const framesOf = (subscriber: Hub.Subscriber): Stream.Stream<Uint8Array> => {
  * @category conversions
  */
 export const toStream = (subscriber: Subscriber): Stream.Stream<Uint8Array, RealtimeError.Unavailable> =>
-  (subscriber instanceof Mailbox.Mailbox
+  (subscriber instanceof Outlet.Outlet
     ? framesOf(subscriber)
     : Stream.fromReadableStream({
       evaluate: () => subscriber.toReadableStream(),

@@ -20,8 +20,7 @@ import * as Access from "./Access.js"
 import * as Cors from "./Cors.js"
 import * as Event from "./Event.js"
 import * as Frame from "./Frame.js"
-import * as Mailbox from "./internal/mailbox.js"
-import * as Mux from "./internal/multiplex.js"
+import * as Outlet from "./internal/outlet.js"
 import { NodeBody } from "./internal/nodeBody.js"
 import * as Tracing from "./internal/tracing.js"
 import * as Metrics from "./Metrics.js"
@@ -282,10 +281,7 @@ const streamResponse = (
     // Node's server pipes a raw body into its response: an iterator over the
     // mailbox, closed when the request's scope ends (the client left).
     const scope = yield* Effect.serviceOption(Scope.Scope)
-    if (
-      (subscriber instanceof Mailbox.Mailbox || subscriber instanceof Mux.Stream) && isNodeRequest(request.source) &&
-      scope._tag === "Some"
-    ) {
+    if (subscriber instanceof Outlet.Outlet && isNodeRequest(request.source) && scope._tag === "Some") {
       yield* Scope.addFinalizer(scope.value, Effect.sync(() => subscriber.close()))
       return HttpServerResponse.raw(new NodeBody(subscriber), options)
     }

@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import type * as Mailbox from "../internal/mailbox.js"
+import type * as Outlet from "../internal/outlet.js"
 
 /**
  * The part of a workerd `WebSocket` the object uses (structural, so the
@@ -72,7 +72,7 @@ export const attachmentOf = (socket: WebSocketLike): Attachment => {
  * @since 0.1.0
  * @category constructors
  */
-export class SocketSink implements Mailbox.Sink {
+export class SocketSink implements Outlet.Sink {
   constructor(readonly socket: WebSocketLike) {}
 
   queued(): number {

@@ -1,8 +1,8 @@
 /**
  * One subscriber's bounded inbox of frames, filled synchronously by the hub's
- * fan-out and drained by whatever writes to the client: a `Sink` (a web
- * `ReadableStream`'s queue), where frames go straight through, or an Effect
- * `Stream`, which takes what is pending here. Pure data structure, no Effect.
+ * fan-out and drained by whatever writes to the client (an `Outlet`: frames
+ * go straight into an attached `Sink`, a web `ReadableStream`'s queue or a
+ * socket, or wait to be polled). Pure data structure, no Effect.
  *
  * What a subscriber holds is bounded in frames and in bytes. Frames are the
  * ones every subscriber shares; nothing is copied per subscriber. A
@@ -20,23 +20,10 @@ import type * as Event from "../Event.js"
 import * as Frame from "../Frame.js"
 import type * as Hub from "../Hub.js"
 import type * as History from "./history.js"
+import * as Outlet from "./outlet.js"
 
 /** What flows to subscribers (see `Hub.Message`). */
 export type Message = Hub.Message
-
-/**
- * Where an attached mailbox writes. The sink says how many bytes it holds
- * that its client has not taken; a `write` that throws, or a sink that
- * reports its client gone through `Mailbox.lost()`, ends the subscriber.
- */
-export interface Sink {
-  readonly queued: () => number
-  readonly write: (chunk: Uint8Array) => void
-  /** The mailbox closed: end the client's stream after what it holds. */
-  readonly end: () => void
-  /** The mailbox was aborted: drop what the sink holds and end the client's stream now. */
-  readonly abort: () => void
-}
 
 /** Bounds of one subscriber: frames and bytes waiting for its client. */
 export interface Limits {
@@ -113,15 +100,8 @@ export type Reason = "expired" | "forbidden"
 
 type State = "opening" | "live" | "behind"
 
-export class Mailbox implements Hub.Subscriber {
+export class Mailbox extends Outlet.Outlet implements Hub.Subscriber {
   private state: State = "opening"
-  /** Chunks not yet handed to a sink (or polled), and the frames and bytes they hold. */
-  private pending: Array<Uint8Array> = []
-  private pendingFrames = 0
-  private pendingBytes = 0
-  private sink: Sink | undefined = undefined
-  /** Frames handed to the sink since it was last seen empty. */
-  private sinkFrames = 0
   /** The sequence number of the last record frame handed on. */
   lastSeq = 0
   /** The highest sequence number published so far, as far as this subscriber knows. */
@@ -132,11 +112,6 @@ export class Mailbox implements Hub.Subscriber {
   private pendingReset: readonly [string, number] | undefined = undefined
   /** A read came back with nothing that fit: wait until the client has taken everything. */
   private waitEmpty = false
-  private closed = false
-  private wake: (() => void) | undefined = undefined
-  /** Bytes handed on, and how many of them the client had taken at the last `checkStalled`. */
-  private written = 0
-  private takenAtCheck = -1
   /** When this subscriber's access ends (`Clock` ms); checked by the hub at each publish and heartbeat. */
   expiresAt = Infinity
   /**
@@ -159,16 +134,8 @@ export class Mailbox implements Hub.Subscriber {
     private readonly limits: Limits,
     private readonly hooks: Hooks,
     readonly heartbeat = true
-  ) {}
-
-  /** `true` when no frame is pending and none will come. */
-  get done(): boolean {
-    return this.closed && this.pending.length === 0
-  }
-
-  /** Bytes waiting for the client: pending here and held by the sink. */
-  get queuedBytes(): number {
-    return this.pendingBytes + (this.sink === undefined ? 0 : this.sink.queued())
+  ) {
+    super()
   }
 
   /**
@@ -180,7 +147,7 @@ export class Mailbox implements Hub.Subscriber {
     if (this.closed) return
     this.lastSeq = fromSeq
     this.liveHigh = Math.max(this.liveHigh, headSeq)
-    if (opening !== undefined) this.write(opening)
+    if (opening !== undefined) this.put(opening)
     if (this.liveHigh > this.lastSeq) this.fallBehind()
     else this.state = "live"
     if (this.pendingReset !== undefined) {
@@ -206,7 +173,7 @@ export class Mailbox implements Hub.Subscriber {
       return kept
     }
     this.lastSeq = run.last
-    this.write(this.framing === undefined ? run.chunk : this.framing.records(this, run.messages), run.messages.length)
+    this.put(this.framing === undefined ? run.chunk : this.framing.records(this, run.messages), run.messages.length)
     this.hooks.delivered += run.messages.length
     return true
   }
@@ -218,7 +185,7 @@ export class Mailbox implements Hub.Subscriber {
     if (seq === 0) {
       // A keepalive: useless, and not sent, while frames are waiting anyway.
       if (this.framing !== undefined) this.framing.keepalive(this)
-      else if (this.state !== "opening" && this.queuedBytes === 0 && this.emptied()) this.write(message.frame)
+      else if (this.state !== "opening" && this.queuedBytes === 0 && this.emptied()) this.put(message.frame)
       return true
     }
     if (this.state !== "live") {
@@ -243,7 +210,7 @@ export class Mailbox implements Hub.Subscriber {
       return true
     }
     this.lastSeq = seq
-    this.write(this.framing === undefined ? message.frame : this.framing.records(this, [message]))
+    this.put(this.framing === undefined ? message.frame : this.framing.records(this, [message]))
     this.hooks.delivered++
     return true
   }
@@ -262,7 +229,7 @@ export class Mailbox implements Hub.Subscriber {
     this.generation++
     this.fetching = false
     this.waitEmpty = false
-    this.write(this.framing === undefined ? Frame.resync(newestId) : this.framing.resync(this, newestId, seq))
+    this.put(this.framing === undefined ? Frame.resync(newestId) : this.framing.resync(this, newestId, seq))
     this.hooks.resynced()
     this.lastSeq = seq
     this.liveHigh = seq
@@ -287,7 +254,7 @@ export class Mailbox implements Hub.Subscriber {
     // ask for the same piece again.
     let wrote = false
     if (read._tag === "Gone") {
-      this.write(
+      this.put(
         this.framing === undefined ? Frame.resync(read.newestId) : this.framing.resync(this, read.newestId, read.lastSeq)
       )
       this.hooks.resynced()
@@ -306,7 +273,7 @@ export class Mailbox implements Hub.Subscriber {
           return
         }
         this.lastSeq = entry.seq
-        this.write(this.framing === undefined ? entry.frame : this.framing.records(this, [entry]))
+        this.put(this.framing === undefined ? entry.frame : this.framing.records(this, [entry]))
         written++
       }
       this.hooks.delivered += written
@@ -330,20 +297,6 @@ export class Mailbox implements Hub.Subscriber {
     this.close()
   }
 
-  /**
-   * Take the pending frames (shared, not copied). The reader calls `drained`
-   * when it comes back for more and finds none: only then has its client
-   * taken what it was handed, so a subscriber behind holds one bound at most.
-   */
-  poll(): Array<Uint8Array> | undefined {
-    const frames = this.pending
-    if (frames.length === 0) return undefined
-    this.pending = []
-    this.pendingFrames = 0
-    this.pendingBytes = 0
-    return frames
-  }
-
   /** The client has taken everything it was handed: a subscriber behind reads on. */
   drained(): void {
     this.sinkFrames = 0
@@ -354,86 +307,24 @@ export class Mailbox implements Hub.Subscriber {
   /** Send `saacms-revoked` with `reason` last, after what is pending, and close. */
   finish(reason: Reason): void {
     if (this.closed) return
-    if (this.framing !== undefined) this.write(this.framing.revoked(this, reason))
-    else if (this.state !== "opening") this.write(reason === "expired" ? revokedExpired : revokedForbidden)
+    if (this.framing !== undefined) this.put(this.framing.revoked(this, reason))
+    else if (this.state !== "opening") this.put(reason === "expired" ? revokedExpired : revokedForbidden)
     this.close()
-  }
-
-  /** Call `f` once, the next time a frame is queued or the mailbox closes. */
-  onWake(f: (() => void) | undefined): void {
-    this.wake = f
-  }
-
-  /** No more frames will be accepted; what is pending still reaches the client. */
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    const sink = this.sink
-    this.sink = undefined
-    sink?.end()
-    this.closed_()
-  }
-
-  /** End now and drop what is waiting (the client's stream fails; its memory goes at once). */
-  abort(): void {
-    if (this.closed) return
-    this.closed = true
-    this.pending = []
-    this.pendingFrames = 0
-    this.pendingBytes = 0
-    const sink = this.sink
-    this.sink = undefined
-    sink?.abort()
-    this.closed_()
-  }
-
-  /**
-   * Send this mailbox's frames to `sink` from now on, starting with those
-   * pending; if the mailbox has already closed, the sink gets them and ends.
-   */
-  attach(sink: Sink): void {
-    const chunks = this.pending
-    this.pending = []
-    this.sinkFrames = this.pendingFrames
-    this.pendingFrames = 0
-    this.pendingBytes = 0
-    for (const chunk of chunks) sink.write(chunk)
-    if (this.closed) sink.end()
-    else this.sink = sink
   }
 
   /**
    * End this subscriber if its client took nothing since the last call while
-   * frames were waiting: it is gone without a word (workerd never cancels an
-   * object's stream) or stalled. Called once per heartbeat; returns `true`
+   * frames were waiting (see `Outlet.stalled`; for a topic of a multiplexed
+   * stream, the stream's check). Called once per heartbeat; returns `true`
    * when it ended the subscriber.
    */
   checkStalled(): boolean {
     if (this.closed) return false
-    if (this.framing !== undefined) return this.framing.checkStalled(this)
-    const queued = this.queuedBytes
-    const taken = this.written - queued
-    const stalled = queued > 0 && taken === this.takenAtCheck
-    this.takenAtCheck = taken
-    // A client still there reconnects and resumes from its last id.
-    if (stalled) this.abort()
-    return stalled
+    return this.framing === undefined ? this.stalled() : this.framing.checkStalled(this)
   }
 
-  /** The client went away (its stream was cancelled, or a write threw): drop the sink and end. */
-  lost(): void {
-    this.sink = undefined
-    this.abort()
-  }
-
-  /**
-   * A web stream of this mailbox's frames; cancelling it ends the subscriber.
-   * Frames go straight into the stream's queue (the runtime writes what has
-   * queued up together); the queue counts bytes, and the runtime pulls when
-   * it is empty, which is when a subscriber behind reads on.
-   */
-  toReadableStream(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(new StreamSource(this), byteCount)
+  protected ended(): void {
+    this.hooks.closed(this)
   }
 
   // Room for `frames` frames of `bytes` in all. A subscriber holding nothing
@@ -451,26 +342,6 @@ export class Mailbox implements Hub.Subscriber {
   private emptied(): true {
     this.sinkFrames = 0
     return true
-  }
-
-  // `chunk` holds `frames` frames (a run), or one.
-  private write(chunk: Uint8Array, frames = 1): void {
-    this.written += chunk.byteLength
-    const sink = this.sink
-    if (sink === undefined) {
-      this.pending.push(chunk)
-      this.pendingFrames += frames
-      this.pendingBytes += chunk.byteLength
-      this.notify()
-      return
-    }
-    try {
-      sink.write(chunk)
-      this.sinkFrames += frames
-    } catch {
-      // The runtime ended the stream before telling us (a failed write).
-      this.lost()
-    }
   }
 
   private fallBehind(): void {
@@ -492,18 +363,6 @@ export class Mailbox implements Hub.Subscriber {
     }, this.generation)
   }
 
-  private closed_(): void {
-    this.notify()
-    this.hooks.closed(this)
-  }
-
-  private notify(): void {
-    const wake = this.wake
-    if (wake !== undefined) {
-      this.wake = undefined
-      wake()
-    }
-  }
 }
 
 /**
@@ -519,67 +378,3 @@ export const fromSubscriber = (subscriber: Hub.Subscriber): Mailbox => {
 
 const revokedForbidden = Frame.revoked("forbidden")
 const revokedExpired = Frame.revoked("expired")
-
-// A high-water mark of one byte: desiredSize is 1 minus the bytes queued.
-export const byteCount: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk?.byteLength ?? 0 }
-
-/** What a `StreamSource` feeds a web stream from (a mailbox, or a multiplexed stream). */
-export interface Source {
-  /** Write to `sink` from now on (what is pending first). */
-  attach(sink: Sink): void
-  /** The client has taken everything it was handed. */
-  drained(): void
-  /** The client went away. */
-  lost(): void
-}
-
-/**
- * The web stream's source and the mailbox's sink at once: frames go straight
- * into the stream's queue, the runtime pulls when the queue is empty (a
- * subscriber behind reads on), cancelling ends the subscriber. A class, so
- * that a subscriber holds no closures of its own.
- */
-export class StreamSource implements UnderlyingDefaultSource<Uint8Array>, Sink {
-  private controller: ReadableStreamDefaultController<Uint8Array> | undefined = undefined
-
-  constructor(private readonly mailbox: Source) {}
-
-  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    this.controller = controller
-    this.mailbox.attach(this)
-  }
-
-  pull(): void {
-    this.mailbox.drained()
-  }
-
-  cancel(): void {
-    this.mailbox.lost()
-  }
-
-  queued(): number {
-    const desired = this.controller!.desiredSize
-    return desired === null ? 0 : Math.max(0, 1 - desired)
-  }
-
-  write(chunk: Uint8Array): void {
-    this.controller!.enqueue(chunk)
-  }
-
-  end(): void {
-    try {
-      this.controller!.close()
-    } catch {
-      // Already closed or errored by the runtime: nothing left to end.
-    }
-  }
-
-  abort(): void {
-    try {
-      // No reason: Bun logs the reason of a failed response body.
-      this.controller!.error()
-    } catch {
-      // Already closed or errored.
-    }
-  }
-}

@@ -16,7 +16,7 @@
 import * as Frame from "../Frame.js"
 import * as Multiplex from "../Multiplex.js"
 import type * as Mailbox from "./mailbox.js"
-import { byteCount, StreamSource } from "./mailbox.js"
+import * as Outlet from "./outlet.js"
 
 /** One topic of the stream, and where its client stands in it. */
 export class Slot implements Multiplex.Position {
@@ -41,7 +41,7 @@ export class Slot implements Multiplex.Position {
 }
 
 // A topic mailbox's sink: the stream, seen from one topic.
-class TopicSink implements Mailbox.Sink {
+class TopicSink implements Outlet.Sink {
   constructor(private readonly stream: Stream, private readonly slot: Slot) {}
 
   queued(): number {
@@ -61,31 +61,14 @@ class TopicSink implements Mailbox.Sink {
   }
 }
 
-export class Stream implements Mailbox.Framing, Mailbox.Source {
-  private pending: Array<Uint8Array> = []
-  private pendingBytes = 0
-  private sink: Mailbox.Sink | undefined = undefined
-  private closed = false
-  private wake: (() => void) | undefined = undefined
-  private written = 0
-  private takenAtCheck = -1
-
+export class Stream extends Outlet.Outlet implements Mailbox.Framing {
   private readonly head: string
   /** No slot before this one has an open topic (a topic adopted before it moves it back). */
   private leadFrom = 0
 
   constructor(readonly slots: ReadonlyArray<Slot>, hash: number) {
+    super()
     this.head = Multiplex.cursorHead(hash)
-  }
-
-  /** `true` when no chunk is pending and none will come. */
-  get done(): boolean {
-    return this.closed && this.pending.length === 0
-  }
-
-  /** Bytes waiting for the client: pending here and held by the sink. */
-  get queuedBytes(): number {
-    return this.pendingBytes + (this.sink === undefined ? 0 : this.sink.queued())
   }
 
   /** The cursor of the positions written so far. */
@@ -137,15 +120,9 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
     if (this.lead() === mailbox && this.queuedBytes === 0) this.write(Frame.keepalive)
   }
 
+  // A client still there reconnects and resumes every topic from its cursor.
   checkStalled(mailbox: Mailbox.Mailbox): boolean {
-    if (this.closed || this.lead() !== mailbox) return false
-    const queued = this.queuedBytes
-    const taken = this.written - queued
-    const stalled = queued > 0 && taken === this.takenAtCheck
-    this.takenAtCheck = taken
-    // A client still there reconnects and resumes every topic from its cursor.
-    if (stalled) this.abort()
-    return stalled
+    return !this.closed && this.lead() === mailbox && this.stalled()
   }
 
   // The first open topic. Asked for each topic's mailbox at every heartbeat:
@@ -168,20 +145,7 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
   // The outlet.
 
   write(chunk: Uint8Array): void {
-    if (this.closed || chunk.byteLength === 0) return
-    this.written += chunk.byteLength
-    const sink = this.sink
-    if (sink === undefined) {
-      this.pending.push(chunk)
-      this.pendingBytes += chunk.byteLength
-      this.notify()
-      return
-    }
-    try {
-      sink.write(chunk)
-    } catch {
-      this.lost()
-    }
+    if (!this.closed && chunk.byteLength > 0) this.put(chunk)
   }
 
   /** A topic's mailbox closed. */
@@ -191,77 +155,17 @@ export class Stream implements Mailbox.Framing, Mailbox.Source {
     if (!slot.revoking || this.lead() === undefined) this.close()
   }
 
-  /** End the stream after what it holds; every topic's mailbox closes. */
-  close(): void {
-    if (this.closed) return
-    this.closed = true
+  // The stream ended (after what it holds, or now): so does every topic's mailbox.
+  protected ended(aborted: boolean): void {
     for (const slot of this.slots) {
       const mailbox = slot.mailbox
       slot.mailbox = undefined
-      mailbox?.close()
+      if (aborted) mailbox?.abort()
+      else mailbox?.close()
     }
-    const sink = this.sink
-    this.sink = undefined
-    sink?.end()
-    this.notify()
-  }
-
-  /** End now and drop what is waiting. */
-  abort(): void {
-    if (this.closed) return
-    this.closed = true
-    this.pending = []
-    this.pendingBytes = 0
-    for (const slot of this.slots) {
-      const mailbox = slot.mailbox
-      slot.mailbox = undefined
-      mailbox?.abort()
-    }
-    const sink = this.sink
-    this.sink = undefined
-    sink?.abort()
-    this.notify()
-  }
-
-  lost(): void {
-    this.sink = undefined
-    this.abort()
-  }
-
-  attach(sink: Mailbox.Sink): void {
-    const chunks = this.pending
-    this.pending = []
-    this.pendingBytes = 0
-    for (const chunk of chunks) sink.write(chunk)
-    if (this.closed) sink.end()
-    else this.sink = sink
-  }
-
-  poll(): Array<Uint8Array> | undefined {
-    const chunks = this.pending
-    if (chunks.length === 0) return undefined
-    this.pending = []
-    this.pendingBytes = 0
-    return chunks
   }
 
   drained(): void {
     for (const slot of this.slots) slot.mailbox?.drained()
-  }
-
-  onWake(f: (() => void) | undefined): void {
-    this.wake = f
-  }
-
-  toReadableStream(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(new StreamSource(this), byteCount)
-  }
-
-  private notify(): void {
-    const wake = this.wake
-    if (wake !== undefined) {
-      this.wake = undefined
-      wake()
-    }
   }
 }
