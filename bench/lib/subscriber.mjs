@@ -1,42 +1,31 @@
 /**
- * One SSE subscriber over a raw loopback socket: a minimal HTTP/1.1 response
- * parser (status line, headers, chunked or close-delimited body) feeding a
- * scanner for the `data:` line of each frame. Frames carry the bench record
+ * One SSE subscriber over a raw loopback socket: the response decoded by
+ * `ResponseReader` (response.mjs) feeds a scanner for the `data:` line of
+ * each frame. Frames carry the bench record
  * `{"n":<index>,"t":<send time>,...}`; the subscriber checks that every `n`
  * sent to its key arrives exactly once and in order, and hands each frame to
  * the shared `Ledger`.
  */
 import net from "node:net"
 
+import { ResponseReader } from "./response.mjs"
+
 const LF = 10
-const CR = 13
 const DATA = Buffer.from("data: ")
-const HEAD_END = Buffer.from("\r\n\r\n")
 
-const HEAD = 0
-const CHUNK_SIZE = 1
-const CHUNK_DATA = 2
-const CHUNK_END = 3
-const IDENTITY = 4
-const DONE = 5
-
-export class Subscriber {
+export class Subscriber extends ResponseReader {
   /**
    * @param {number} key index of the record it subscribes to
    * @param {import("./plan.mjs").Plan} plan which event goes to which key
    * @param {import("./ledger.mjs").Ledger} ledger shared delivery counters
    */
   constructor(key, plan, ledger) {
+    super()
     this.key = key
     this.port = undefined
     this.plan = plan
     this.ledger = ledger
     this.socket = undefined
-    this.state = HEAD
-    this.head = Buffer.alloc(0)
-    this.chunkSize = 0
-    this.inExtension = false
-    this.remaining = 0
     this.partial = undefined
     this.receivedAt = 0
     this.ready = false
@@ -72,15 +61,10 @@ export class Subscriber {
         if (!this.ready) fail(error)
       })
       this.socket.on("close", () => {
-        this.state = DONE
+        this.closed()
         if (!this.ready) fail(new Error("closed before the stream started"))
       })
     })
-  }
-
-  /** `true` once the response ended or the connection closed. */
-  get ended() {
-    return this.state === DONE
   }
 
   /** Stop reading the socket (the kernel buffers fill, then the server must hold the rest). */
@@ -108,72 +92,27 @@ export class Subscriber {
       this.duplicates === 0 && this.reorders === 0 && this.foreign === 0 && this.malformed === 0
   }
 
-  onData(buf) {
+  received() {
     this.ledger.reads++
     if (this.ledger.recordingLatency) this.receivedAt = performance.now()
-    let i = 0
-    if (this.state === HEAD) {
-      i = this.readHead(buf)
-      if (i < 0) return
-    }
-    const end = buf.length
-    while (i < end) {
-      switch (this.state) {
-        case CHUNK_SIZE: {
-          const byte = buf[i++]
-          if (byte === LF) {
-            if (this.chunkSize === 0) {
-              this.state = DONE
-              return
-            }
-            this.remaining = this.chunkSize
-            this.chunkSize = 0
-            this.ledger.chunks++
-            this.inExtension = false
-            this.state = CHUNK_DATA
-          } else if (byte === 59) {
-            this.inExtension = true
-          } else if (byte !== CR && !this.inExtension) {
-            this.chunkSize = this.chunkSize * 16 + hexValue(byte)
-          }
-          break
-        }
-        case CHUNK_DATA: {
-          const take = Math.min(this.remaining, end - i)
-          this.scan(buf.subarray(i, i + take))
-          i += take
-          this.remaining -= take
-          if (this.remaining === 0) this.state = CHUNK_END
-          break
-        }
-        case CHUNK_END:
-          if (buf[i++] === LF) this.state = CHUNK_SIZE
-          break
-        case IDENTITY:
-          this.scan(i === 0 ? buf : buf.subarray(i))
-          return
-        default:
-          return
-      }
-    }
   }
 
-  /** Consume the response head; returns where the body starts in `buf`, or -1 while incomplete. */
-  readHead(buf) {
-    const start = this.head.length
-    this.head = start === 0 ? buf : Buffer.concat([this.head, buf])
-    const end = this.head.indexOf(HEAD_END)
-    if (end === -1) return -1
-    const text = this.head.toString("latin1", 0, end)
-    this.head = undefined
+  accept(text) {
     if (!text.startsWith("HTTP/1.1 200")) {
       this.socket.destroy(new Error(`unexpected response: ${text.split("\r\n")[0]}`))
-      return -1
+      return false
     }
-    this.state = /^transfer-encoding:\s*chunked/im.test(text) ? CHUNK_SIZE : IDENTITY
     this.ready = true
     this.onReady()
-    return end + 4 - start
+    return true
+  }
+
+  chunk() {
+    this.ledger.chunks++
+  }
+
+  body(buf, from, to) {
+    this.scan(from === 0 && to === buf.length ? buf : buf.subarray(from, to))
   }
 
   /** Find the `data:` lines in `body`; an incomplete last line waits for the next bytes. */
@@ -226,8 +165,6 @@ export class Subscriber {
     this.ledger.delivered(this.ledger.recordingLatency ? this.receivedAt - parseTime(body, i + 5, end) : 0, this.key)
   }
 }
-
-const hexValue = (byte) => byte <= 57 ? byte - 48 : (byte | 32) - 87
 
 const parseTime = (body, start, end) => {
   let whole = 0

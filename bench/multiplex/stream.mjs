@@ -1,7 +1,7 @@
 /**
- * One SSE stream of the multiplex bench over a raw loopback socket: a minimal
- * HTTP/1.1 response parser (status line, headers, chunked or close-delimited
- * body) and a full SSE event parser (`event:`, `data:`, `id:`, comments and
+ * One SSE stream of the multiplex bench over a raw loopback socket: the
+ * response decoded by `ResponseReader` (../lib/response.mjs) feeds a full SSE
+ * event parser (`event:`, `data:`, `id:`, comments and
  * `retry:`), so that every field of every frame is read, on both routes:
  *
  * - `per-record` (`GET /api/saacms/v1/posts/<id>/subscribe`): one record;
@@ -20,17 +20,7 @@
  * `Ledger` under its record.
  */
 import net from "node:net"
-
-const LF = 10
-const CR = 13
-const HEAD_END = Buffer.from("\r\n\r\n")
-
-const HEAD = 0
-const CHUNK_SIZE = 1
-const CHUNK_DATA = 2
-const CHUNK_END = 3
-const IDENTITY = 4
-const DONE = 5
+import { ResponseReader } from "../lib/response.mjs"
 
 /** Bytes and frames over every stream of the process. */
 export const totals = {
@@ -48,24 +38,20 @@ export const totals = {
   idChars: 0
 }
 
-export class Stream {
+export class Stream extends ResponseReader {
   /**
    * @param {"per-record" | "multiplexed"} kind
    * @param {ReadonlyArray<number>} records the record ids it watches (one for `per-record`)
    * @param {import("../lib/ledger.mjs").Ledger} ledger shared delivery counters, per record
    */
   constructor(kind, records, ledger) {
+    super()
     this.kind = kind
     this.records = records
     this.ledger = ledger
     /** record id → index in `records` */
     this.index = new Map(records.map((record, i) => [record, i]))
     this.socket = undefined
-    this.state = HEAD
-    this.head = Buffer.alloc(0)
-    this.chunkSize = 0
-    this.inExtension = false
-    this.remaining = 0
     /** The text of an SSE event not complete yet. */
     this.pending = ""
     this.receivedAt = 0
@@ -114,15 +100,10 @@ export class Stream {
       this.socket.on("data", (buf) => this.onData(buf))
       this.socket.on("error", (error) => this.fail?.(error))
       this.socket.on("close", () => {
-        this.state = DONE
+        this.closed()
         this.fail?.(new Error("closed before the stream started"))
       })
     })
-  }
-
-  /** `true` once the response ended or the connection closed. */
-  get ended() {
-    return this.state === DONE
   }
 
   close() {
@@ -140,72 +121,21 @@ export class Stream {
     return missing
   }
 
-  onData(buf) {
+  received(buf) {
     totals.wireBytes += buf.length
     totals.reads++
     this.receivedAt = performance.now()
-    let i = 0
-    if (this.state === HEAD) {
-      i = this.readHead(buf)
-      if (i < 0) return
-    }
-    const end = buf.length
-    while (i < end) {
-      switch (this.state) {
-        case CHUNK_SIZE: {
-          const byte = buf[i++]
-          if (byte === LF) {
-            if (this.chunkSize === 0) {
-              this.state = DONE
-              return
-            }
-            this.remaining = this.chunkSize
-            this.chunkSize = 0
-            totals.chunks++
-            this.inExtension = false
-            this.state = CHUNK_DATA
-          } else if (byte === 59) {
-            this.inExtension = true
-          } else if (byte !== CR && !this.inExtension) {
-            this.chunkSize = this.chunkSize * 16 + hexValue(byte)
-          }
-          break
-        }
-        case CHUNK_DATA: {
-          const take = Math.min(this.remaining, end - i)
-          this.body(buf, i, i + take)
-          i += take
-          this.remaining -= take
-          if (this.remaining === 0) this.state = CHUNK_END
-          break
-        }
-        case CHUNK_END:
-          if (buf[i++] === LF) this.state = CHUNK_SIZE
-          break
-        case IDENTITY:
-          this.body(buf, i, end)
-          return
-        default:
-          return
-      }
-    }
   }
 
-  /** Consume the response head; returns where the body starts in `buf`, or -1 while incomplete. */
-  readHead(buf) {
-    const start = this.head.length
-    this.head = start === 0 ? buf : Buffer.concat([this.head, buf])
-    const end = this.head.indexOf(HEAD_END)
-    if (end === -1) return -1
-    const text = this.head.toString("latin1", 0, end)
-    this.head = undefined
-    if (!text.startsWith("HTTP/1.1 200")) {
-      this.problem(`response ${text.split("\r\n")[0]}`)
-      this.socket.destroy(new Error(`unexpected response: ${text.split("\r\n")[0]}`))
-      return -1
-    }
-    this.state = /^transfer-encoding:\s*chunked/im.test(text) ? CHUNK_SIZE : IDENTITY
-    return end + 4 - start
+  accept(text) {
+    if (text.startsWith("HTTP/1.1 200")) return true
+    this.problem(`response ${text.split("\r\n")[0]}`)
+    this.socket.destroy(new Error(`unexpected response: ${text.split("\r\n")[0]}`))
+    return false
+  }
+
+  chunk() {
+    totals.chunks++
   }
 
   /** SSE bytes `buf[from, to)`: dispatch every complete event (events end with a blank line). */
@@ -327,8 +257,6 @@ export class Stream {
     ledger.delivered(ledger.recordingLatency ? this.receivedAt - record.t : 0, this.records[i])
   }
 }
-
-const hexValue = (byte) => byte <= 57 ? byte - 48 : (byte | 32) - 87
 
 /** Delivery checks over `streams`, given how many events each record got (`sent`). */
 export const summarize = (streams, sent) => {
