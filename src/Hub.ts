@@ -198,6 +198,7 @@ export const make = (
   Effect.gen(function*() {
     const topics = new Map<Event.ResourceKey, Topic>()
     const gauges = new Gauges()
+    const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
     const clock = yield* Effect.clock
     const millis = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
     const expired = expiry(clock)
@@ -329,7 +330,6 @@ export const make = (
         const subscriber = new Mailbox.Mailbox(key, mailboxLimits, hooks, options?.heartbeat !== false)
         return Effect.as(register(key, subscriber), subscriber)
       })
-    const mailboxLimits: Mailbox.Limits = { maxFrames: limits.queueCapacity, maxBytes: limits.maxQueuedBytes }
 
     return Hub.of({
       publish: (key, message) => Effect.sync(() => unsafePublish(key, message)),
