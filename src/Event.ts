@@ -80,6 +80,15 @@ export const resourceKey = (
 }
 
 /**
+ * The key of a decoded event's record (its slug and id are valid already).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const keyOf = (event: { readonly slug: string; readonly id: string }): ResourceKey =>
+  `${event.slug}:${event.id}` as ResourceKey
+
+/**
  * The key of a collection's own history (every event of its records):
  * `"<slug>:*"`, which no record has (`*` is not a record id character).
  * `slug` must be a valid `Slug`.

@@ -210,6 +210,26 @@ const refused = (span: Tracer.Span, reason: Metrics.RefusalReason) => {
   span.attribute("saacms.realtime.refusal", reason)
 }
 
+// `authorize` said no (401 or 403): refused, logged with `annotations`, answered with its reason.
+const denial = (
+  span: Tracer.Span,
+  log: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  status: number,
+  reason: string | undefined,
+  annotations: Record<string, unknown>
+) => {
+  const code = status === 401 ? "unauthorized" : "forbidden"
+  refused(span, code)
+  return Effect.as(
+    log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ ...annotations, status }))),
+    errorResponse(status, code, reason ?? denialReason(status))
+  )
+}
+
+// The stream's response options, with the CORS headers for the request's origin.
+const streamOptionsWith = (cors: Record<string, string>): typeof streamOptions =>
+  cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
+
 const open = (
   params: PathParams["Type"],
   request: HttpServerRequest.HttpServerRequest,
@@ -234,21 +254,12 @@ const open = (
       headers: headersFor(request),
       cookies: request.cookies
     }).pipe(Effect.catchAllCause(authorizeFailed(log)))
-    if (decision._tag === "Deny") {
-      const code = decision.status === 401 ? "unauthorized" : "forbidden"
-      refused(span, code)
-      yield* log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ key, status: decision.status })))
-      return errorResponse(
-        decision.status,
-        code,
-        decision.reason ?? (decision.status === 401 ? "authentication required" : "access denied")
-      )
-    }
+    if (decision._tag === "Deny") return yield* denial(span, log, decision.status, decision.reason, { key })
     if (decision.expiresAt !== undefined && decision.expiresAt <= (yield* Clock.currentTimeMillis)) {
       refused(span, "unauthorized")
       return errorResponse(401, "unauthorized", "the grant has expired")
     }
-    const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
+    const options = streamOptionsWith(cors)
     if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
     const grant = grantOf(decision, access.recheck, () => key)
     const realtime = yield* Realtime.Realtime
@@ -350,19 +361,16 @@ const openMany = (
       }
       return {
         topic,
-        grant: grantOf(decision, recheck, (event) => `${event.slug}:${event.id}` as Event.ResourceKey)
+        grant: grantOf(decision, recheck, Event.keyOf)
       }
     })
     const denied = requests.filter((request) => request.denied !== undefined)
     if (denied.length > 0) span.attribute("saacms.realtime.denied", denied.length)
     if (denied.length === requests.length) {
       const first = denied[0]!.denied!
-      const code = first.status === 401 ? "unauthorized" : "forbidden"
-      refused(span, code)
-      yield* log(Effect.logInfo("subscribe denied").pipe(Effect.annotateLogs({ status: first.status })))
-      return errorResponse(first.status, code, first.reason)
+      return yield* denial(span, log, first.status, first.reason, {})
     }
-    const options = cors === noCors ? streamOptions : { ...streamOptions, headers: { ...Frame.headers, ...cors } }
+    const options = streamOptionsWith(cors)
     if (request.method === "HEAD") return HttpServerResponse.empty({ ...options, status: 200 })
     const realtime = yield* Realtime.Realtime
     return yield* streamResponse(yield* realtime.openMany(requests, cursor), request, options)

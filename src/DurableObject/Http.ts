@@ -103,9 +103,7 @@ export const subscribeMany = (
         grant: {
           expiresAt: typeof grant.expiresAt === "number" ? grant.expiresAt : undefined,
           subject,
-          canSee: recheck === undefined
-            ? undefined
-            : (event) => recheck(subject, event, `${event.slug}:${event.id}` as Event.ResourceKey)
+          canSee: recheck === undefined ? undefined : (event) => recheck(subject, event, Event.keyOf(event))
         }
       }
     })
